@@ -1,0 +1,469 @@
+import { EventEmitter } from 'node:events';
+import pTimeout from 'p-timeout';
+import type * as TypedEmitter from 'typed-emitter';
+import type { Batch, Cursor, Engine, EvictReason, JsonValue, Message, PublishedMessage } from './engine.js';
+import { LongPollError } from './errors.js';
+import { MemoryEngine } from './memory-engine.js';
+
+/** Options of {@link Broker}. */
+export interface BrokerOptions {
+  /**
+   * Where history lives. Give `capacity` and `maxAge` to the engine itself when you pass one.
+   * @default new MemoryEngine({ capacity, maxAge })
+   */
+  engine?: Engine;
+  /**
+   * Messages kept per channel by the default {@link MemoryEngine}.
+   * @default 1000
+   */
+  capacity?: number;
+  /**
+   * How long the default {@link MemoryEngine} keeps a message, in milliseconds.
+   * @default 300_000
+   */
+  maxAge?: number;
+}
+
+/** Options of {@link Broker.read}. */
+export interface ReadOptions {
+  /** Read after this cursor; without one, read everything retained. */
+  cursor?: Cursor;
+  /**
+   * The most messages to return; values above 1000 are clamped to 1000.
+   * @default 100
+   */
+  limit?: number;
+}
+
+/** Options of {@link Broker.poll}. */
+export interface PollOptions extends ReadOptions {
+  /**
+   * How long to hold the poll when nothing is new, in milliseconds. `0` answers at once;
+   * `Infinity` waits until a message, an abort or `close()`. The core has no maximum; the HTTP
+   * adapters clamp.
+   * @default 25_000
+   */
+  wait?: number;
+  /** Aborting it rejects the poll with `signal.reason` and forgets the waiter at once. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What {@link Broker.poll} and {@link Broker.read} resolve to. Polls woken by one publish with
+ * equal cursors receive the very same frozen object, so it can be serialised once for all.
+ */
+export interface PollResult<T = JsonValue> {
+  /** Messages after the cursor, oldest first, at most `limit`. */
+  readonly messages: readonly Message<T>[];
+  /** Pass it to the next poll: it continues just after the last message returned. */
+  readonly cursor: Cursor;
+  /** `true` when the wait ran out with nothing new; always `false` from `read`. */
+  readonly timedOut: boolean;
+}
+
+/** What {@link Broker.stats} reports. */
+export interface BrokerStats {
+  /** Channels holding messages or waiters. */
+  readonly channels: number;
+  /** Polls being held. */
+  readonly waiters: number;
+  /** Messages held in history, over all channels. */
+  readonly messages: number;
+}
+
+/** The payload of the `deliver` event: one batch answered to one or more polls. */
+export interface Delivery {
+  /** The channel. */
+  readonly channel: string;
+  /** Messages in the batch. */
+  readonly messages: number;
+  /** Polls answered with it. */
+  readonly polls: number;
+}
+
+/** The payload of the `evict` event. */
+export interface Eviction {
+  /** The channel. */
+  readonly channel: string;
+  /** Messages that left its history. */
+  readonly count: number;
+  /** Pushed out by `capacity`, or older than `maxAge`. */
+  readonly reason: EvictReason;
+}
+
+/**
+ * The events of a {@link Broker}, for metrics and logs. `error` is emitted only when someone
+ * listens: an engine failure while waking held polls also rejects those polls, so an unheard
+ * `error` loses nothing and never crashes the process.
+ */
+export type BrokerEvents<T = JsonValue> = {
+  /** A message was published through this broker. */
+  publish: (message: PublishedMessage<T>) => void;
+  /** A batch of messages answered `polls` polls. */
+  deliver: (delivery: Delivery) => void;
+  /** A held poll ran out of time with nothing new. */
+  timeout: (channel: string) => void;
+  /** Messages left a channel's history. */
+  evict: (eviction: Eviction) => void;
+  /** `close()` was called. */
+  close: () => void;
+  /** The engine failed while held polls were being woken. */
+  error: (error: Error) => void;
+};
+
+interface Waiter<T> {
+  readonly cursor: Cursor;
+  readonly limit: number;
+  resolve(result: PollResult<T>): void;
+  reject(error: unknown): void;
+}
+
+interface ChannelState<T> {
+  readonly waiters: Set<Waiter<T>>;
+  /** Bumped by every notification: a poll that read before a bump reads again. */
+  version: number;
+  /** Polls between their first read and their registration as waiters. */
+  reading: number;
+  draining: boolean;
+  dirty: boolean;
+}
+
+const DEFAULT_WAIT = 25_000;
+const DEFAULT_LIMIT = 100;
+const MAX_LIMIT = 1000;
+/** Longer waits overflow `setTimeout`, so they are held without a timer. */
+const MAX_TIMER = 2_147_483_647;
+
+
+const BrokerEmitter = EventEmitter as unknown as new <T>() => TypedEmitter.default<BrokerEvents<T>>;
+
+function assertChannel(channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string' || channel.length === 0) {
+    throw new LongPollError('invalid_channel', 'The channel must be a non-empty string');
+  }
+}
+
+function cursorOf(options: ReadOptions): Cursor | undefined {
+  const { cursor } = options;
+  if (cursor === undefined || (typeof cursor === 'string' && cursor.length > 0)) return cursor;
+  throw new LongPollError('invalid_cursor', 'The cursor must be a non-empty string or undefined');
+}
+
+function limitOf(options: ReadOptions): number {
+  const { limit = DEFAULT_LIMIT } = options;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new LongPollError('invalid_limit', `The limit must be a positive integer, got ${String(limit)}`);
+  }
+  return Math.min(limit, MAX_LIMIT);
+}
+
+function waitOf(options: PollOptions): number {
+  const { wait = DEFAULT_WAIT } = options;
+  if (typeof wait !== 'number' || Number.isNaN(wait) || wait < 0) {
+    throw new LongPollError('invalid_wait', `The wait must be a number of milliseconds >= 0, got ${String(wait)}`);
+  }
+  return wait > MAX_TIMER ? Number.POSITIVE_INFINITY : wait;
+}
+
+function serialise(data: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch (error) {
+    throw new LongPollError('invalid_payload', `The payload is not JSON-serialisable: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (json === undefined) {
+    throw new LongPollError('invalid_payload', `The payload is not JSON-serialisable: ${typeof data}`);
+  }
+  return json;
+}
+
+function shuttingDown(): LongPollError {
+  return new LongPollError('shutting_down', 'The broker is shutting down', { retryAfter: 1 });
+}
+
+/**
+ * Channels, publishing, held polls and resumable history.
+ *
+ * A poll returns at once when messages exist after its cursor, and otherwise waits until a
+ * publish, its `wait`, or its signal. It never skips a message: when the history cannot prove
+ * that nothing after the cursor was lost, the poll fails with `cursor_expired` and the caller
+ * resumes from `earliestCursor`.
+ *
+ * @typeParam T - the payload type; payloads must be JSON-serialisable, which is checked at
+ *   publish time
+ *
+ * @example
+ * ```ts
+ * const broker = new Broker<{ text: string }>({ capacity: 1000, maxAge: 300_000 });
+ * const sent = await broker.publish('room:1', { text: 'hi' });
+ * const { messages, cursor } = await broker.poll('room:1', { wait: 25_000 });
+ * ```
+ */
+export class Broker<T = JsonValue> extends BrokerEmitter<T> {
+  readonly #engine: Engine;
+  readonly #ready: Promise<void> | undefined;
+  readonly #channels = new Map<string, ChannelState<T>>();
+  /** One result object per engine batch, so equal reads share one object. */
+  readonly #results = new WeakMap<Batch, PollResult<T>>();
+  #waiters = 0;
+  #active = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #idle: (() => void) | undefined;
+
+  /** @param options - the engine, or the default engine's bounds */
+  constructor(options: BrokerOptions = {}) {
+    super();
+    const { engine, capacity, maxAge } = options;
+    if (engine && (capacity !== undefined || maxAge !== undefined)) {
+      throw new LongPollError('invalid_option', 'capacity and maxAge configure the default engine; pass them to your engine');
+    }
+    this.#engine = engine ?? new MemoryEngine({ capacity, maxAge });
+    const attached = this.#engine.attach({
+      appended: (channel) => this.#appended(channel),
+      resync: () => {
+        for (const [channel, state] of this.#channels) this.#appended(channel, state);
+      },
+      evicted: (channel, count, reason) => this.emit('evict', { channel, count, reason }),
+    });
+    if (attached instanceof Promise) {
+      this.#ready = attached;
+      attached.catch(() => {}); // surfaced by the first operation that awaits it
+    }
+  }
+
+  /**
+   * Appends `data` to `channel`'s history and wakes the polls waiting on it.
+   *
+   * @returns the stored message and the cursor just after it
+   * @throws {@link LongPollError} `invalid_channel`, `invalid_payload` (`undefined`, a BigInt,
+   *   a cycle…), `shutting_down`, or the engine's error
+   */
+  async publish(channel: string, data: T): Promise<PublishedMessage<T>> {
+    assertChannel(channel);
+    const json = serialise(data);
+    if (this.#closed) throw shuttingDown();
+    if (this.#ready) await this.#ready;
+    const message = (await this.#engine.append(channel, json)) as PublishedMessage<T>;
+    this.emit('publish', message);
+    return message;
+  }
+
+  /**
+   * Reads what is retained after a cursor, without waiting. On a channel that never existed it
+   * returns no messages and a cursor after which the channel's first message is delivered.
+   *
+   * @throws {@link LongPollError} `invalid_channel`, `invalid_cursor`, `invalid_limit`,
+   *   `cursor_expired`, `shutting_down`
+   */
+  async read(channel: string, options: ReadOptions = {}): Promise<PollResult<T>> {
+    assertChannel(channel);
+    const cursor = cursorOf(options);
+    const limit = limitOf(options);
+    if (this.#closed) throw shuttingDown();
+    if (this.#ready) await this.#ready;
+    return this.#result(await this.#engine.read(channel, cursor, limit));
+  }
+
+  /**
+   * Returns messages after the cursor at once if there are any, else holds until a publish on
+   * the channel, the `wait`, or the signal. A timeout is a normal result with `timedOut: true`
+   * and a cursor that resumes exactly.
+   *
+   * @throws {@link LongPollError} `invalid_channel`, `invalid_cursor`, `invalid_wait`,
+   *   `invalid_limit`, `cursor_expired` (with `earliestCursor`), `shutting_down`; or
+   *   `signal.reason` when the signal aborts
+   */
+  async poll(channel: string, options: PollOptions = {}): Promise<PollResult<T>> {
+    assertChannel(channel);
+    let cursor = cursorOf(options);
+    const limit = limitOf(options);
+    const wait = waitOf(options);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    if (this.#closed) throw shuttingDown();
+
+    const state = this.#enter(channel);
+    try {
+      if (this.#ready) await this.#ready;
+      for (;;) {
+        const version = state.version;
+        const batch = await this.#engine.read(channel, cursor, limit);
+        signal?.throwIfAborted();
+        if (batch.messages.length > 0) {
+          this.emit('deliver', { channel, messages: batch.messages.length, polls: 1 });
+          return this.#result(batch);
+        }
+        if (wait === 0) return Object.freeze({ messages: [], cursor: batch.cursor, timedOut: true });
+        if (this.#closed) throw shuttingDown();
+        cursor = batch.cursor;
+        // A publish that landed during the read bumped the version: read again, or it is lost.
+        if (state.version === version) return await this.#hold(channel, state, cursor, limit, wait, signal);
+      }
+    } finally {
+      state.reading--;
+      this.#leave(channel, state);
+    }
+  }
+
+  /** What the broker holds right now. */
+  stats(): BrokerStats {
+    const engine = this.#engine.stats();
+    let channels = engine.channels;
+    for (const [channel, state] of this.#channels) {
+      if (state.waiters.size > 0 && !this.#engine.retains(channel)) channels++;
+    }
+    return { channels, waiters: this.#waiters, messages: engine.messages };
+  }
+
+  /**
+   * Answers every held poll with `shutting_down`, refuses new polls and publishes, waits until
+   * no poll is left, then closes the engine. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<void> {
+    this.#closed = true;
+    for (const state of this.#channels.values()) {
+      for (const waiter of state.waiters) {
+        state.waiters.delete(waiter);
+        this.#waiters--;
+        waiter.reject(shuttingDown());
+      }
+    }
+    this.emit('close');
+    if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    await this.#engine.close();
+  }
+
+  #enter(channel: string): ChannelState<T> {
+    let state = this.#channels.get(channel);
+    if (!state) {
+      state = { waiters: new Set(), version: 0, reading: 0, draining: false, dirty: false };
+      this.#channels.set(channel, state);
+    }
+    state.reading++;
+    this.#active++;
+    return state;
+  }
+
+  /** Forgets an idle channel, and lets `close()` finish once the last poll is answered. */
+  #leave(channel: string, state: ChannelState<T>): void {
+    if (state.waiters.size === 0 && state.reading === 0 && !state.draining) this.#channels.delete(channel);
+    if (--this.#active === 0) this.#idle?.();
+  }
+
+  #hold(
+    channel: string,
+    state: ChannelState<T>,
+    cursor: Cursor,
+    limit: number,
+    wait: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PollResult<T>> {
+    let waiter!: Waiter<T>;
+    const answered = new Promise<PollResult<T>>((resolve, reject) => {
+      waiter = { cursor, limit, resolve, reject };
+    });
+    state.waiters.add(waiter);
+    this.#waiters++;
+    // The deadline timer is cleared with the answer, so it never outlives the poll. It stays
+    // ref'd on purpose: a script that awaits a poll must not exit while the poll is pending.
+    const held = pTimeout(answered, {
+      milliseconds: wait,
+      signal,
+      fallback: (): PollResult<T> => {
+        this.emit('timeout', channel);
+        return Object.freeze({ messages: [], cursor, timedOut: true });
+      },
+    });
+    return held.finally(() => {
+      if (state.waiters.delete(waiter)) this.#waiters--;
+    });
+  }
+
+  #appended(channel: string, state = this.#channels.get(channel)): void {
+    if (!state) return;
+    state.version++;
+    if (state.waiters.size === 0) return;
+    state.dirty = true;
+    if (state.draining) return;
+    state.draining = true;
+    this.#active++;
+    void this.#drain(channel, state);
+  }
+
+  /**
+   * Answers the waiters of one channel: one engine read per distinct cursor and limit, one
+   * result object shared by every waiter it answers. Runs until no notification is pending.
+   */
+  async #drain(channel: string, state: ChannelState<T>): Promise<void> {
+    try {
+      // Let a burst of synchronous publishes land first, so it is answered as one batch.
+      await Promise.resolve();
+      while (state.dirty && state.waiters.size > 0) {
+        state.dirty = false;
+        for (const group of groupWaiters(state.waiters)) {
+          const { cursor, limit } = group[0]!;
+          let batch: Batch;
+          try {
+            batch = await this.#engine.read(channel, cursor, limit);
+          } catch (error) {
+            this.#fail(state, group, error);
+            continue;
+          }
+          if (batch.messages.length === 0) continue;
+          const result = this.#result(batch);
+          let polls = 0;
+          for (const waiter of group) {
+            if (!state.waiters.delete(waiter)) continue; // timed out or aborted meanwhile
+            this.#waiters--;
+            polls++;
+            waiter.resolve(result);
+          }
+          if (polls > 0) this.emit('deliver', { channel, messages: batch.messages.length, polls });
+        }
+      }
+    } finally {
+      state.draining = false;
+      this.#leave(channel, state);
+    }
+  }
+
+  #fail(state: ChannelState<T>, group: readonly Waiter<T>[], error: unknown): void {
+    const failure = LongPollError.from(error);
+    for (const waiter of group) {
+      if (!state.waiters.delete(waiter)) continue;
+      this.#waiters--;
+      waiter.reject(failure);
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', failure);
+  }
+
+  #result(batch: Batch): PollResult<T> {
+    let result = this.#results.get(batch);
+    if (!result) {
+      result = Object.freeze({ messages: batch.messages as readonly Message<T>[], cursor: batch.cursor, timedOut: false });
+      this.#results.set(batch, result);
+    }
+    return result;
+  }
+}
+
+/** Waiters with the same cursor and limit, which one read answers. */
+function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
+  const groups = new Map<string, Waiter<T>[]>();
+  for (const waiter of waiters) {
+    const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;
+    const group = groups.get(key);
+    if (group) group.push(waiter);
+    else groups.set(key, [waiter]);
+  }
+  return groups.values();
+}

@@ -1,0 +1,90 @@
+/** Any value `JSON.parse` can return. Message payloads are JSON values. */
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+
+/**
+ * A message as subscribers receive it.
+ *
+ * `data` is what `JSON.parse(JSON.stringify(published))` gives, on every engine: the history
+ * holds a copy, so changing the published object afterwards changes nothing.
+ */
+export interface Message<T = JsonValue> {
+  /** A ULID, monotonic within a process: ids sort in publish order. */
+  readonly id: string;
+  /** The channel it was published on. */
+  readonly channel: string;
+  /** The payload. */
+  readonly data: T;
+  /** When it was published, as an ISO-8601 string. */
+  readonly publishedAt: string;
+}
+
+/** What `publish` returns: the stored message and the cursor just after it. */
+export interface PublishedMessage<T = JsonValue> extends Message<T> {
+  /** A cursor positioned just after this message. */
+  readonly cursor: string;
+}
+
+/**
+ * An opaque, URL-safe position in one channel's history, including the history's epoch.
+ * Pass back exactly what the library gave you; a cursor belongs to the channel that issued it.
+ */
+export type Cursor = string;
+
+/** A slice of a channel's history, as an engine reads it. */
+export interface Batch<T = JsonValue> {
+  /** Up to `limit` messages after the cursor, oldest first. */
+  readonly messages: readonly Message<T>[];
+  /** Where the next read continues: just after the last message returned. */
+  readonly cursor: Cursor;
+}
+
+/** Why messages left a channel's history. */
+export type EvictReason = 'capacity' | 'maxAge';
+
+/** How an engine tells its broker what happened. */
+export interface EngineListener {
+  /** New messages were appended to `channel`, by this instance or another. */
+  appended(channel: string): void;
+  /** Notifications may have been lost (a reconnect, say): every channel with waiters must be read again. */
+  resync(): void;
+  /** `count` messages left `channel`'s history. */
+  evicted(channel: string, count: number, reason: EvictReason): void;
+}
+
+/** What an engine holds right now. */
+export interface EngineStats {
+  /** Channels that hold at least one message. */
+  readonly channels: number;
+  /** Messages held over all channels. */
+  readonly messages: number;
+}
+
+/**
+ * Where history lives and how instances wake each other. An engine stores messages, assigns
+ * ids and cursors, and tells its one broker when a channel got new messages. It knows nothing
+ * of waiters. Every engine passes the same contract suite.
+ *
+ * Engines throw {@link LongPollError} with `invalid_cursor` for a cursor that is not theirs to
+ * read and `cursor_expired` (with `earliestCursor`) when they cannot prove that nothing after
+ * the cursor was lost.
+ */
+export interface Engine {
+  /** Called once by the broker that uses this engine, before any other call. */
+  attach(listener: EngineListener): void | Promise<void>;
+  /** Stores `json` (a serialised JSON value) at the end of `channel` and notifies. */
+  append(channel: string, json: string): Promise<PublishedMessage>;
+  /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
+  read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch>;
+  /** Whether `channel` holds messages now (used to count channels without double counting). */
+  retains(channel: string): boolean;
+  /** What the engine holds right now. */
+  stats(): EngineStats;
+  /** Releases timers and connections. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,39 @@
+/**
+ * The core of longpoll-kit: the {@link Broker}, the {@link ConnectionLimiter}, the embedded
+ * {@link MemoryEngine}, the error class and the types engines implement.
+ *
+ * @packageDocumentation
+ */
+export {
+  Broker,
+  type BrokerEvents,
+  type BrokerOptions,
+  type BrokerStats,
+  type Delivery,
+  type Eviction,
+  type PollOptions,
+  type PollResult,
+  type ReadOptions,
+} from './broker.js';
+export type {
+  Batch,
+  Cursor,
+  Engine,
+  EngineListener,
+  EngineStats,
+  EvictReason,
+  JsonValue,
+  Message,
+  PublishedMessage,
+} from './engine.js';
+export { errorStatus, LongPollError, type LimitKind, type LongPollErrorCode, type LongPollErrorOptions } from './errors.js';
+export {
+  ConnectionLimiter,
+  Lease,
+  type LeaseRequest,
+  type LimiterEvents,
+  type LimiterOptions,
+  type LimiterStats,
+  type Refusal,
+} from './limiter.js';
+export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';

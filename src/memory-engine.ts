@@ -1,0 +1,254 @@
+import { monotonicFactory, ulid } from 'ulid';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from './engine.js';
+import { LongPollError } from './errors.js';
+import { RingBuffer, type Positioned } from './ring-buffer.js';
+
+/** Options of {@link MemoryEngine}. */
+export interface MemoryEngineOptions {
+  /**
+   * Messages kept per channel; the oldest go first.
+   * @default 1000
+   */
+  capacity?: number;
+  /**
+   * How long a message is kept, in milliseconds. `Infinity` keeps messages until `capacity`
+   * pushes them out.
+   * @default 300_000
+   */
+  maxAge?: number;
+}
+
+interface Entry extends Positioned {
+  readonly message: Message;
+  readonly expiresAt: number;
+}
+
+interface History {
+  readonly ring: RingBuffer<Entry>;
+  readonly tag: string;
+  /** The highest position that left this channel: a cursor before it may have missed messages. */
+  evictedThrough: number;
+  /** The last batch read, shared by every reader that asks for the same slice. */
+  lastRead?: { from: number; to: number; cursor: number; batch: Batch };
+}
+
+/** Tombstone buckets: how far each group of dropped channels had got (see `#floors`). */
+const BUCKETS = 1024;
+const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.([0-9a-z]{1,11})$/;
+
+/** FNV-1a, 32 bits: cheap, and only ever compared with itself. */
+function hashOf(channel: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < channel.length; i++) {
+    hash ^= channel.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
+  if (!valid) {
+    throw new LongPollError('invalid_option', `MemoryEngine option ${name} must be ${expected}, got ${String(value)}`);
+  }
+}
+
+/**
+ * The embedded engine: one ring buffer per channel, bounded by `capacity` and `maxAge`.
+ *
+ * Positions come from one sequence per engine, so a cursor stays meaningful when its channel is
+ * dropped (idle) and created again. Each engine has a random epoch: a cursor from another
+ * engine, such as the one before a restart, gives `cursor_expired`. A cursor also carries a
+ * short tag of its channel's name, so a cursor used on another channel is `invalid_cursor`.
+ *
+ * When a channel with messages is dropped, the engine remembers how far it got in one of 1,024
+ * buckets (by hash of the name), so a client that comes back with an older cursor for that
+ * channel gets `cursor_expired` instead of silently missing what expired. Memory stays bounded;
+ * the price is an occasional false `cursor_expired` for a cursor older than a dropped channel of
+ * the same bucket, which the client answers by rehydrating.
+ *
+ * Expired messages go lazily on every read and append, and by one unref'd sweep timer that runs
+ * only while the engine holds messages.
+ */
+export class MemoryEngine implements Engine {
+  /** Messages kept per channel. */
+  readonly capacity: number;
+  /** How long a message is kept, in milliseconds. */
+  readonly maxAge: number;
+  /** This engine's epoch, part of every cursor it issues. */
+  readonly epoch: string = ulid().slice(10, 20);
+
+  #sequence = 0;
+  #messages = 0;
+  readonly #channels = new Map<string, History>();
+  readonly #floors = new Float64Array(BUCKETS);
+  readonly #nextId = monotonicFactory();
+  #listener: EngineListener | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * @example
+   * ```ts
+   * const broker = new Broker({ engine: new MemoryEngine({ capacity: 100, maxAge: 60_000 }) });
+   * ```
+   */
+  constructor(options: MemoryEngineOptions = {}) {
+    const { capacity = 1000, maxAge = 300_000 } = options;
+    assertOption(Number.isSafeInteger(capacity) && capacity > 0, 'capacity', capacity, 'a positive integer');
+    assertOption(typeof maxAge === 'number' && maxAge > 0, 'maxAge', maxAge, 'a positive number of milliseconds');
+    this.capacity = capacity;
+    this.maxAge = maxAge;
+  }
+
+  /** {@inheritDoc Engine.attach} */
+  attach(listener: EngineListener): void {
+    if (this.#listener) throw new LongPollError('invalid_option', 'This engine already serves a broker');
+    this.#listener = listener;
+  }
+
+  /** {@inheritDoc Engine.append} */
+  async append(channel: string, json: string): Promise<PublishedMessage> {
+    const now = Date.now();
+    const stale = this.#channels.get(channel);
+    if (stale) this.#expire(channel, stale, now);
+    let history = this.#channels.get(channel);
+    if (!history) {
+      const hash = hashOf(channel);
+      history = { ring: new RingBuffer(this.capacity), tag: hash.toString(36), evictedThrough: this.#floors[hash % BUCKETS]! };
+      this.#channels.set(channel, history);
+      this.#startSweeper();
+    }
+    const position = ++this.#sequence;
+    const message: Message = Object.freeze({
+      id: this.#nextId(now),
+      channel,
+      data: JSON.parse(json),
+      publishedAt: new Date(now).toISOString(),
+    });
+    const dropped = history.ring.push({ position, message, expiresAt: now + this.maxAge });
+    if (dropped) {
+      history.evictedThrough = dropped.position;
+      history.lastRead = undefined;
+    } else {
+      this.#messages++;
+    }
+    if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
+    this.#listener?.appended(channel);
+    return { ...message, cursor: this.#cursor(history.tag, position) };
+  }
+
+  /** {@inheritDoc Engine.read} */
+  async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
+    return this.readNow(channel, cursor, limit);
+  }
+
+  /**
+   * The synchronous body of {@link MemoryEngine.read}.
+   * @internal
+   */
+  readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
+    const stale = this.#channels.get(channel);
+    if (stale) this.#expire(channel, stale, Date.now());
+    const live = this.#channels.get(channel);
+    const hash = live ? 0 : hashOf(channel);
+    const tag = live ? live.tag : hash.toString(36);
+    const floor = live ? live.evictedThrough : this.#floors[hash % BUCKETS]!;
+    const after = cursor === undefined ? floor : this.#positionOf(cursor, tag, floor);
+    if (!live) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
+
+    const { ring } = live;
+    const start = ring.indexAfter(after);
+    if (start === ring.length) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
+    const end = Math.min(ring.length, start + limit);
+    const from = ring.at(start)!.position;
+    const to = ring.at(end - 1)!.position;
+    // Read to the end: the cursor may move past other channels' positions too.
+    const next = end === ring.length ? this.#sequence : to;
+    const memo = live.lastRead;
+    if (memo && memo.from === from && memo.to === to && memo.cursor === next) return memo.batch;
+    const batch: Batch = {
+      messages: ring.slice(start, end).map((entry) => entry.message),
+      cursor: this.#cursor(tag, next),
+    };
+    live.lastRead = { from, to, cursor: next, batch };
+    return batch;
+  }
+
+  /** {@inheritDoc Engine.retains} */
+  retains(channel: string): boolean {
+    return this.#channels.has(channel);
+  }
+
+  /** {@inheritDoc Engine.stats} */
+  stats(): EngineStats {
+    return { channels: this.#channels.size, messages: this.#messages };
+  }
+
+  /** Stops the sweep timer. The history stays readable. */
+  async close(): Promise<void> {
+    this.#stopSweeper();
+  }
+
+  #cursor(tag: string, position: number): Cursor {
+    return `${this.epoch}.${tag}.${position.toString(36)}`;
+  }
+
+  #positionOf(cursor: Cursor, tag: string, floor: number): number {
+    const parts = CURSOR.exec(cursor);
+    const position = parts ? Number.parseInt(parts[3]!, 36) : Number.NaN;
+    if (!parts || !Number.isSafeInteger(position)) {
+      throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+    }
+    const earliestCursor = this.#cursor(tag, floor);
+    if (parts[1] !== this.epoch) {
+      throw new LongPollError('cursor_expired', 'The cursor is from an earlier history; resume from earliestCursor', {
+        earliestCursor,
+      });
+    }
+    if (parts[2] !== tag) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
+    if (position > this.#sequence) throw new LongPollError('invalid_cursor', 'The cursor is ahead of this history');
+    if (position < floor) {
+      throw new LongPollError('cursor_expired', 'Messages after the cursor have expired; resume from earliestCursor', {
+        earliestCursor,
+      });
+    }
+    return position;
+  }
+
+  #expire(channel: string, history: History, now: number): void {
+    const { ring } = history;
+    let count = 0;
+    while (ring.length > 0 && ring.first()!.expiresAt <= now) {
+      history.evictedThrough = ring.shift()!.position;
+      count++;
+    }
+    if (count === 0) return;
+    history.lastRead = undefined;
+    this.#messages -= count;
+    if (ring.length === 0) this.#drop(channel, history);
+    this.#listener?.evicted(channel, count, 'maxAge');
+  }
+
+  #drop(channel: string, history: History): void {
+    const bucket = Number.parseInt(history.tag, 36) % BUCKETS;
+    this.#floors[bucket] = Math.max(this.#floors[bucket]!, history.evictedThrough);
+    this.#channels.delete(channel);
+    if (this.#channels.size === 0) this.#stopSweeper();
+  }
+
+  #startSweeper(): void {
+    if (this.#sweeper || this.maxAge === Number.POSITIVE_INFINITY) return;
+    const period = Math.min(Math.max(this.maxAge / 2, 100), 30_000);
+    this.#sweeper = setInterval(() => this.#sweep(), period);
+    this.#sweeper.unref();
+  }
+
+  #stopSweeper(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [channel, history] of this.#channels) this.#expire(channel, history, now);
+  }
+}
