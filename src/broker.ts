@@ -22,6 +22,12 @@ export interface BrokerOptions {
    * @default 300_000
    */
   maxAge?: number;
+  /**
+   * How long `close()` waits for polls that are still reading from the engine, in
+   * milliseconds, before it closes the engine anyway.
+   * @default 10_000
+   */
+  closeTimeout?: number;
 }
 
 /** Options of {@link Broker.read}. */
@@ -111,14 +117,53 @@ export type BrokerEvents<T = JsonValue> = {
   error: (error: Error) => void;
 };
 
-interface Waiter<T> {
-  readonly cursor: Cursor;
-  readonly limit: number;
-  resolve(result: PollResult<T>): void;
-  reject(error: unknown): void;
+/** The channels of one broker and the number of polls it holds, shared with its waiters. */
+interface Registry<T> {
+  readonly channels: Map<string, ChannelState<T>>;
+  held: number;
+}
+
+function isIdle<T>(state: ChannelState<T>): boolean {
+  return state.waiters.size === 0 && state.reading === 0 && !state.draining;
+}
+
+/** A held poll. It is its own abort listener, so holding one costs no closures. */
+class Waiter<T> implements EventListenerObject {
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly cursor: Cursor,
+    readonly limit: number,
+    readonly state: ChannelState<T>,
+    readonly signal: AbortSignal | undefined,
+    readonly registry: Registry<T>,
+    readonly resolve: (result: PollResult<T>) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
+
+  /** Forgets the waiter and its timer and listener; false if it was already answered. */
+  detach(): boolean {
+    const { state, registry } = this;
+    if (!state.waiters.delete(this)) return false;
+    registry.held--;
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this);
+    if (isIdle(state)) registry.channels.delete(state.channel);
+    return true;
+  }
+
+  fail(error: unknown): void {
+    if (this.detach()) this.reject(error);
+  }
+
+  /** The signal aborted. */
+  handleEvent(): void {
+    this.fail(this.signal!.reason);
+  }
 }
 
 interface ChannelState<T> {
+  readonly channel: string;
   readonly waiters: Set<Waiter<T>>;
   /** Bumped by every notification: a poll that read before a bump reads again. */
   version: number;
@@ -205,11 +250,12 @@ function shuttingDown(): LongPollError {
 export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   readonly #engine: Engine;
   readonly #ready: Promise<void> | undefined;
-  readonly #channels = new Map<string, ChannelState<T>>();
+  readonly #registry: Registry<T> = { channels: new Map(), held: 0 };
+  readonly #channels = this.#registry.channels;
   /** One result object per engine batch, so equal reads share one object. */
   readonly #results = new WeakMap<Batch, PollResult<T>>();
-  #waiters = 0;
   #active = 0;
+  readonly #closeTimeout: number;
   #closed = false;
   #closing: Promise<void> | undefined;
   #idle: (() => void) | undefined;
@@ -217,7 +263,11 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /** @param options - the engine, or the default engine's bounds */
   constructor(options: BrokerOptions = {}) {
     super();
-    const { engine, capacity, maxAge } = options;
+    const { engine, capacity, maxAge, closeTimeout = 10_000 } = options;
+    if (typeof closeTimeout !== 'number' || !(closeTimeout > 0)) {
+      throw new LongPollError('invalid_option', `closeTimeout must be a positive number of milliseconds, got ${String(closeTimeout)}`);
+    }
+    this.#closeTimeout = closeTimeout;
     if (engine && (capacity !== undefined || maxAge !== undefined)) {
       throw new LongPollError('invalid_option', 'capacity and maxAge configure the default engine; pass them to your engine');
     }
@@ -287,6 +337,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     if (this.#closed) throw shuttingDown();
 
     const state = this.#enter(channel);
+    let held: Promise<PollResult<T>>;
     try {
       if (this.#ready) await this.#ready;
       for (;;) {
@@ -301,12 +352,17 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         if (this.#closed) throw shuttingDown();
         cursor = batch.cursor;
         // A publish that landed during the read bumped the version: read again, or it is lost.
-        if (state.version === version) return await this.#hold(channel, state, cursor, limit, wait, signal);
+        if (state.version === version) {
+          held = this.#hold(state, cursor, limit, wait, signal);
+          break;
+        }
       }
     } finally {
       state.reading--;
-      this.#leave(channel, state);
+      this.#leave(state);
     }
+    // Returned, not awaited: a held poll keeps no suspended frame alive.
+    return held;
   }
 
   /** What the broker holds right now. */
@@ -316,7 +372,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     for (const [channel, state] of this.#channels) {
       if (state.waiters.size > 0 && !this.#engine.retains(channel)) channels++;
     }
-    return { channels, waiters: this.#waiters, messages: engine.messages };
+    return { channels, waiters: this.#registry.held, messages: engine.messages };
   }
 
   /**
@@ -332,20 +388,22 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     this.#closed = true;
     for (const state of this.#channels.values()) {
       for (const waiter of state.waiters) {
-        state.waiters.delete(waiter);
-        this.#waiters--;
-        waiter.reject(shuttingDown());
+        waiter.fail(shuttingDown());
       }
     }
     this.emit('close');
-    if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    if (this.#active > 0) {
+      // Polls still reading answer when their read returns; a hung engine must not hang close().
+      const idle = new Promise<void>((resolve) => (this.#idle = resolve));
+      await pTimeout(idle, { milliseconds: this.#closeTimeout, message: false });
+    }
     await this.#engine.close();
   }
 
   #enter(channel: string): ChannelState<T> {
     let state = this.#channels.get(channel);
     if (!state) {
-      state = { waiters: new Set(), version: 0, reading: 0, draining: false, dirty: false };
+      state = { channel, waiters: new Set(), version: 0, reading: 0, draining: false, dirty: false };
       this.#channels.set(channel, state);
     }
     state.reading++;
@@ -353,40 +411,35 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     return state;
   }
 
-  /** Forgets an idle channel, and lets `close()` finish once the last poll is answered. */
-  #leave(channel: string, state: ChannelState<T>): void {
-    if (state.waiters.size === 0 && state.reading === 0 && !state.draining) this.#channels.delete(channel);
+  /** Forgets an idle channel, and lets `close()` finish once no poll is reading. */
+  #leave(state: ChannelState<T>): void {
+    if (isIdle(state)) this.#channels.delete(state.channel);
     if (--this.#active === 0) this.#idle?.();
   }
 
   #hold(
-    channel: string,
     state: ChannelState<T>,
     cursor: Cursor,
     limit: number,
     wait: number,
     signal: AbortSignal | undefined,
   ): Promise<PollResult<T>> {
-    let waiter!: Waiter<T>;
-    const answered = new Promise<PollResult<T>>((resolve, reject) => {
-      waiter = { cursor, limit, resolve, reject };
-    });
-    state.waiters.add(waiter);
-    this.#waiters++;
-    // The deadline timer is cleared with the answer, so it never outlives the poll. It stays
-    // ref'd on purpose: a script that awaits a poll must not exit while the poll is pending.
-    const held = pTimeout(answered, {
-      milliseconds: wait,
-      signal,
-      fallback: (): PollResult<T> => {
-        this.emit('timeout', channel);
-        return Object.freeze({ messages: [], cursor, timedOut: true });
-      },
-    });
-    return held.finally(() => {
-      if (state.waiters.delete(waiter)) this.#waiters--;
+    return new Promise<PollResult<T>>((resolve, reject) => {
+      const waiter = new Waiter(cursor, limit, state, signal, this.#registry, resolve, reject);
+      state.waiters.add(waiter);
+      this.#registry.held++;
+      signal?.addEventListener('abort', waiter);
+      // Cleared with the answer, so it never outlives the poll; ref'd on purpose, so a script
+      // that awaits a poll does not exit while the poll is pending.
+      if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter, state);
     });
   }
+
+  readonly #expire = (waiter: Waiter<T>, state: ChannelState<T>): void => {
+    if (!waiter.detach()) return;
+    this.emit('timeout', state.channel);
+    waiter.resolve(Object.freeze({ messages: [], cursor: waiter.cursor, timedOut: true }));
+  };
 
   #appended(channel: string, state = this.#channels.get(channel)): void {
     if (!state) return;
@@ -415,15 +468,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           try {
             batch = await this.#engine.read(channel, cursor, limit);
           } catch (error) {
-            this.#fail(state, group, error);
+            this.#fail(group, error);
             continue;
           }
           if (batch.messages.length === 0) continue;
           const result = this.#result(batch);
           let polls = 0;
           for (const waiter of group) {
-            if (!state.waiters.delete(waiter)) continue; // timed out or aborted meanwhile
-            this.#waiters--;
+            if (!waiter.detach()) continue; // timed out or aborted meanwhile
             polls++;
             waiter.resolve(result);
           }
@@ -432,17 +484,13 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       }
     } finally {
       state.draining = false;
-      this.#leave(channel, state);
+      this.#leave(state);
     }
   }
 
-  #fail(state: ChannelState<T>, group: readonly Waiter<T>[], error: unknown): void {
+  #fail(group: readonly Waiter<T>[], error: unknown): void {
     const failure = LongPollError.from(error);
-    for (const waiter of group) {
-      if (!state.waiters.delete(waiter)) continue;
-      this.#waiters--;
-      waiter.reject(failure);
-    }
+    for (const waiter of group) waiter.fail(failure);
     if (this.listenerCount('error') > 0) this.emit('error', failure);
   }
 
