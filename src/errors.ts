@@ -77,6 +77,7 @@ export interface LongPollErrorOptions {
  * ```
  */
 export class LongPollError extends Error {
+  /** Always `'LongPollError'`, set explicitly so it survives minification. */
   override readonly name = 'LongPollError';
   /** What went wrong, as a stable string. */
   readonly code: LongPollErrorCode;

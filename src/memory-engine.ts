@@ -1,5 +1,5 @@
 import { monotonicFactory, ulid } from 'ulid';
-import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from './engine.js';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { RingBuffer, type Positioned } from './ring-buffer.js';
 
@@ -121,7 +121,7 @@ export class MemoryEngine implements Engine {
     const message: Message = Object.freeze({
       id: this.#nextId(now),
       channel,
-      data: JSON.parse(json),
+      data: JSON.parse(json) as JsonValue,
       publishedAt: new Date(now).toISOString(),
     });
     const dropped = history.ring.push({ position, message, expiresAt: now + this.maxAge });

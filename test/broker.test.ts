@@ -305,7 +305,7 @@ describe('no lost wake-up', () => {
   it('delivers a message appended between a poll read and its registration as a waiter', async () => {
     // An engine whose reads resolve late, so a publish can land after a read, before registration.
     const engine = new MemoryEngine();
-    let gate: Promise<void> | undefined;
+    let gate = Promise.resolve();
     const slow: Engine = {
       attach: (listener) => engine.attach(listener),
       append: (channel, json) => engine.append(channel, json),

@@ -9,7 +9,7 @@ import { Broker, ConnectionLimiter, LongPollError } from 'longpoll-kit';
 const broker = new Broker({ capacity: 100, maxAge: 60_000 });
 const limiter = new ConnectionLimiter({ perClient: 6 });
 
-const server = createServer(async (req, res) => {
+async function handle(req, res) {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const match = /^\/channels\/([\w.:-]{1,200})$/.exec(url.pathname);
   const send = (status, body) => {
@@ -38,7 +38,9 @@ const server = createServer(async (req, res) => {
     const failure = error instanceof SyntaxError ? new LongPollError('invalid_body', 'The body is not JSON') : LongPollError.from(error);
     send(failure.status, { code: failure.code, detail: failure.message, earliestCursor: failure.earliestCursor });
   }
-});
+}
+
+const server = createServer((req, res) => void handle(req, res));
 
 server.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
   const { port } = server.address();

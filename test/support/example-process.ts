@@ -28,8 +28,8 @@ export async function startExample(script: string, env: NodeJS.ProcessEnv = {}, 
         resolve(new URL(match[0]));
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`${script} exited with ${code}:\n${output}`));
