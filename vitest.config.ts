@@ -1,10 +1,15 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const source = (name: string) => fileURLToPath(new URL(`./src/${name}.ts`, import.meta.url));
+
 export default defineConfig({
   resolve: {
     // Tests and README snippets import the package by name; run them against the sources.
-    alias: [{ find: /^longpoll-kit$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) }],
+    alias: [
+      { find: /^longpoll-kit$/, replacement: source('index') },
+      ...['node', 'express', 'koa', 'fetch'].map((name) => ({ find: `longpoll-kit/${name}`, replacement: source(`adapters/${name}`) })),
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

@@ -1,0 +1,81 @@
+/**
+ * Mounts a broker on any WHATWG fetch runtime: `(Request) => Promise<Response>` (Deno, Bun,
+ * Cloudflare-style workers, or Node through a bridge).
+ *
+ * @example
+ * ```ts
+ * import { Broker } from 'longpoll-kit';
+ * import { longPoll } from 'longpoll-kit/fetch';
+ *
+ * const handler = longPoll(new Broker(), { prefix: '/channels' });
+ * Deno.serve(handler); // Deno passes { remoteAddr } as the second argument
+ * ```
+ *
+ * @module longpoll-kit/fetch
+ */
+import type { Broker } from '../index.js';
+import { createProtocol, type LongPollOptions } from '../http/protocol.js';
+
+export type { Access, LongPollOptions } from '../http/protocol.js';
+
+/** What some runtimes pass beside the request (Deno's `ServeHandlerInfo`, or a Node bridge). */
+export interface FetchConnectionInfo {
+  /** The client's address. */
+  readonly remoteAddr?: {
+    /** The client's IP address. */
+    readonly hostname?: string;
+  };
+}
+
+/** Options of the fetch adapter: {@link LongPollOptions} over the fetch `Request`. */
+export type FetchLongPollOptions = LongPollOptions<Request>;
+
+/** A fetch handler. It answers 404 outside its prefix and never rejects. */
+export type FetchLongPollHandler = (request: Request, info?: FetchConnectionInfo) => Promise<Response>;
+
+async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * A fetch handler for `GET {prefix}/{channel}` (poll) and, with `publish`, `POST` (publish).
+ *
+ * The client key is `info.remoteAddr.hostname` when the runtime passes it; otherwise, unless
+ * `clientKey(request)` is given, only the limiter's per-channel and total caps apply. The
+ * request's own `signal` is the disconnect signal, as runtimes abort it when the client goes.
+ *
+ * @example
+ * ```ts
+ * export default { fetch: longPoll(broker, { prefix: '/channels', limiter }) };
+ * ```
+ */
+export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {}): FetchLongPollHandler {
+  const protocol = createProtocol(broker, options);
+  return async (request, info) => {
+    const url = new URL(request.url);
+    const response = await protocol.handle({
+      method: request.method,
+      url: url.pathname + url.search,
+      header: (name) => request.headers.get(name) ?? undefined,
+      body: { chunks: chunksOf(request.body) },
+      signal: request.signal,
+      clientKey: info?.remoteAddr?.hostname,
+      raw: request,
+    });
+    try {
+      return new Response(response.body ?? null, { status: response.status, headers: response.headers });
+    } finally {
+      response.written();
+    }
+  };
+}

@@ -1,0 +1,114 @@
+import { LongPollError, type LongPollErrorCode } from '../index.js';
+
+/** What a GET asks for, once its query and headers are validated. */
+export interface PollParams {
+  readonly cursor: string | undefined;
+  /** Milliseconds, clamped to the maximum. */
+  readonly wait: number;
+  readonly limit: number;
+  /** The `Prefer: wait` the client sent, if readable: it is echoed in `Preference-Applied`. */
+  readonly preferred: boolean;
+}
+
+const SECONDS = /^\d+(\.\d+)?$/;
+const INTEGER = /^\d+$/;
+const MAX_LIMIT = 1000;
+/** Longer than any cursor an engine issues; a longer one is not ours. */
+const MAX_CURSOR = 512;
+
+/** The one value of a query parameter; a repeated or (unless allowed) empty one fails with `code`. */
+function single(query: URLSearchParams, name: string, code: LongPollErrorCode): string | undefined {
+  const values = query.getAll(name);
+  if (values.length === 0) return undefined;
+  if (values.length > 1) throw new LongPollError(code, `The ${name} parameter is repeated`);
+  return values[0];
+}
+
+/** Seconds on the wire → milliseconds; `undefined` when it does not parse. */
+function secondsToMs(value: string): number | undefined {
+  return SECONDS.test(value) ? Math.round(Number(value) * 1000) : undefined;
+}
+
+/**
+ * The `wait` of `Prefer` (RFC 7240), in milliseconds; `undefined` when absent or unreadable,
+ * which RFC 7240 says to ignore.
+ */
+export function preferredWait(prefer: string | undefined): number | undefined {
+  if (!prefer) return undefined;
+  for (const preference of prefer.split(',')) {
+    const [token = ''] = preference.split(';');
+    const equals = token.indexOf('=');
+    if (equals === -1 || token.slice(0, equals).trim().toLowerCase() !== 'wait') continue;
+    return secondsToMs(token.slice(equals + 1).trim().replace(/^"(.*)"$/, '$1'));
+  }
+  return undefined;
+}
+
+/**
+ * Parses `cursor`, `wait` and `limit` of a poll. `?wait` wins over `Prefer: wait`; `cursor=`
+ * (empty) means no cursor; `limit` above 1000 is clamped; `wait` is clamped to `maxWait`.
+ *
+ * @throws {@link LongPollError} `invalid_cursor`, `invalid_wait` or `invalid_limit`
+ */
+export function parsePollParams(
+  query: URLSearchParams,
+  prefer: string | undefined,
+  defaults: { defaultWait: number; maxWait: number },
+): PollParams {
+  const rawCursor = single(query, 'cursor', 'invalid_cursor');
+  if (rawCursor !== undefined && rawCursor.length > MAX_CURSOR) {
+    throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+  }
+  const cursor = rawCursor === '' ? undefined : rawCursor;
+
+  const rawWait = single(query, 'wait', 'invalid_wait');
+  let wait: number | undefined;
+  if (rawWait !== undefined) {
+    wait = secondsToMs(rawWait);
+    if (wait === undefined) throw new LongPollError('invalid_wait', 'wait must be a number of seconds, such as 25 or 2.5');
+  }
+  const fromPrefer = preferredWait(prefer);
+  wait ??= fromPrefer ?? defaults.defaultWait;
+
+  const rawLimit = single(query, 'limit', 'invalid_limit');
+  let limit = 100;
+  if (rawLimit !== undefined) {
+    limit = INTEGER.test(rawLimit) ? Number(rawLimit) : 0;
+    if (limit < 1) throw new LongPollError('invalid_limit', 'limit must be a whole number from 1 to 1000');
+  }
+
+  return {
+    cursor,
+    wait: Math.min(wait, defaults.maxWait),
+    limit: Math.min(limit, MAX_LIMIT),
+    preferred: fromPrefer !== undefined,
+  };
+}
+
+/** Whether a Content-Type names JSON (`application/json`, `application/*+json`, any parameters). */
+export function isJsonType(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const type = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
+}
+
+/**
+ * The channel named by a path below the prefix: exactly one segment, percent-decoded once.
+ * Returns `undefined` when the path is not one segment below the prefix (a 404).
+ *
+ * @throws {@link LongPollError} `invalid_channel` when it does not decode or match `pattern`
+ */
+export function channelOf(pathname: string, prefix: string, pattern: RegExp): string | undefined {
+  if (!pathname.startsWith(`${prefix}/`)) return undefined;
+  const segment = pathname.slice(prefix.length + 1);
+  if (segment.length === 0 || segment.includes('/')) return undefined;
+  let channel: string;
+  try {
+    channel = decodeURIComponent(segment);
+  } catch {
+    throw new LongPollError('invalid_channel', 'The channel is not valid percent-encoding');
+  }
+  pattern.lastIndex = 0;
+  if (!pattern.test(channel)) throw new LongPollError('invalid_channel', `The channel must match ${String(pattern)}`);
+  return channel;
+}

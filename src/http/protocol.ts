@@ -1,0 +1,321 @@
+import { LongPollError, type Broker, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
+import { channelOf, isJsonType, parsePollParams } from './params.js';
+
+/** What `authorize` is asked about. */
+export interface Access {
+  /** The channel, decoded and validated. */
+  readonly channel: string;
+  /** A GET is a `poll`; a POST a `publish`. */
+  readonly action: 'poll' | 'publish';
+}
+
+/**
+ * Options of every adapter's `longPoll(broker, options)`. Durations are milliseconds.
+ *
+ * @typeParam Req - the framework's own request: Node's `IncomingMessage`, Koa's context, or the
+ *   fetch `Request`
+ */
+export interface LongPollOptions<Req> {
+  /**
+   * The path the channels live under: `GET {prefix}/{channel}`. Express strips its mount path
+   * before the middleware sees the URL, so there it is usually left empty.
+   * @default ''
+   */
+  prefix?: string;
+  /** Caps on held polls. Without one, polls are not limited. */
+  limiter?: ConnectionLimiter;
+  /**
+   * The key the limiter counts a poll under. The default is the socket's remote address (the
+   * fetch adapter: `info.remoteAddr.hostname` when the runtime passes it, else no key, so only
+   * the per-channel and total caps apply). Use a header such as `X-Client-ID` only if you trust
+   * whoever sets it: anyone can forge a header.
+   * @example
+   * ```ts
+   * clientKey: (req) => req.headers['x-forwarded-for']?.toString().split(',')[0]?.trim()
+   * ```
+   */
+  clientKey?: (request: Req) => string | undefined;
+  /**
+   * Decides whether the request may poll or publish on the channel: `true` allows, `false`
+   * answers 403; throwing a {@link LongPollError} with code `unauthorized` answers 401.
+   * Runs after the channel is validated and before the query or body is read.
+   * @example
+   * ```ts
+   * authorize: (req, { channel, action }) => action === 'poll' || isAdmin(req)
+   * ```
+   */
+  authorize?: (request: Req, access: Access) => boolean | Promise<boolean>;
+  /**
+   * Whether `POST {prefix}/{channel}` publishes its JSON body. The body is not checked against
+   * the broker's payload type: check it in `authorize` or publish from your own route.
+   * @default false
+   */
+  publish?: boolean;
+  /**
+   * The largest publish body accepted, in bytes; a larger one is a 413.
+   * @default 65_536
+   */
+  maxBodyBytes?: number;
+  /**
+   * The status of a poll that timed out: 200 with `{ messages: [], cursor, timedOut: true }`,
+   * or 204 / 304 with no body for clients that expect those. The cursor is in the
+   * `Longpoll-Cursor` header either way.
+   * @default 200
+   */
+  timeoutStatus?: 200 | 204 | 304;
+  /**
+   * Which channel names are accepted.
+   * @default /^[A-Za-z0-9_.:-]{1,200}$/
+   */
+  channelPattern?: RegExp;
+  /**
+   * The wait of a poll that asks for none, in milliseconds.
+   * @default 25_000
+   */
+  defaultWait?: number;
+  /**
+   * The longest wait granted, in milliseconds; longer ones are clamped. Keep it below your
+   * proxies' read timeouts (nginx: 60 s by default).
+   * @default 55_000
+   */
+  maxWait?: number;
+}
+
+/** A request as an adapter hands it to the protocol. */
+export interface PollRequest<Req> {
+  /** The HTTP method, upper case. */
+  readonly method: string;
+  /** The path and query as received, e.g. `/channels/room:1?cursor=abc`. */
+  readonly url: string;
+  /** A request header by lower-case name. */
+  header(name: string): string | undefined;
+  /**
+   * The body: raw chunks to read (bounded by `maxBodyBytes`), or a value that middleware
+   * already parsed (Express' or Koa's `req.body`), which is used as is.
+   */
+  readonly body: { readonly chunks: AsyncIterable<Uint8Array | string> } | { readonly parsed: unknown };
+  /** Fires when the client goes away before the response is written. */
+  readonly signal: AbortSignal;
+  /** The client key to use when no `clientKey` option is given. */
+  readonly clientKey: string | undefined;
+  /** The framework's own request, handed to `authorize` and `clientKey`. */
+  readonly raw: Req;
+  /** The transport's own limit on a held request, in milliseconds (Node's `server.timeout`). */
+  readonly maxWait?: number;
+}
+
+/** What the adapter writes back. */
+export interface PollResponse {
+  /** The status code. */
+  readonly status: number;
+  /** Response headers, lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The serialised body, or `undefined` for none. */
+  readonly body: string | undefined;
+  /**
+   * Call once the response is written, or could not be: releases the poll's lease. Idempotent.
+   */
+  readonly written: () => void;
+}
+
+/** The protocol bound to one broker and one set of options. */
+export interface Protocol<Req> {
+  /** Whether a URL is under the prefix: requests outside it may go to the next handler. */
+  owns(url: string): boolean;
+  /** Answers a request. Never rejects. */
+  handle(request: PollRequest<Req>): Promise<PollResponse>;
+}
+
+const DEFAULT_CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
+const TITLES: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  410: 'Gone',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+const JSON_TYPE = 'application/json; charset=utf-8';
+const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
+const nothing = (): void => {};
+/** One serialised body per result object: polls woken together share both. */
+const bodies = new WeakMap<PollResult<unknown>, string>();
+
+function option(valid: boolean, name: string, value: unknown): void {
+  if (!valid) throw new LongPollError('invalid_option', `longPoll option ${name} is invalid: ${String(value)}`);
+}
+
+function pathOf(url: string): { pathname: string; search: string } {
+  const query = url.indexOf('?');
+  return query === -1 ? { pathname: url, search: '' } : { pathname: url.slice(0, query), search: url.slice(query) };
+}
+
+function problem(error: LongPollError, headers: Record<string, string> = {}): PollResponse {
+  const { status } = error;
+  const body: Record<string, unknown> = {
+    type: 'about:blank',
+    title: TITLES[status] ?? 'Error',
+    status,
+    detail: error.message,
+    code: error.code,
+  };
+  if (error.earliestCursor !== undefined) body.earliestCursor = error.earliestCursor;
+  if (error.limit !== undefined) body.limit = error.limit;
+  const extra: Record<string, string> = { ...headers };
+  if (status === 429 || status === 503) extra['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfter ?? 1)));
+  return {
+    status,
+    headers: { 'cache-control': 'no-store', 'content-type': PROBLEM_TYPE, ...extra },
+    body: JSON.stringify(body),
+    written: nothing,
+  };
+}
+
+async function readBody(chunks: AsyncIterable<Uint8Array | string>, limit: number): Promise<string> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const encoder = new TextEncoder();
+  for await (const chunk of chunks) {
+    const bytes = typeof chunk === 'string' ? encoder.encode(chunk) : chunk;
+    size += bytes.byteLength;
+    if (size > limit) throw new LongPollError('payload_too_large', `The body is larger than ${limit} bytes`);
+    parts.push(bytes);
+  }
+  const whole = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    whole.set(part, offset);
+    offset += part.byteLength;
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(whole);
+  } catch {
+    throw new LongPollError('invalid_body', 'The body is not UTF-8');
+  }
+}
+
+/**
+ * Binds the HTTP protocol of longpoll-kit to a broker. Adapters turn their framework's request
+ * into a {@link PollRequest}, call `handle`, and write the {@link PollResponse} back; they hold
+ * no state and choose no status codes.
+ *
+ * Checks run in this order, and a request that fails one never takes a lease: route (404),
+ * method (405), channel (400), `authorize` (401/403), query or body (400/413/415), lease (429),
+ * then the poll or the publish.
+ *
+ * @example
+ * ```ts
+ * const protocol = createProtocol(broker, { prefix: '/channels', limiter });
+ * const response = await protocol.handle(request);
+ * ```
+ */
+export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptions<Req> = {}): Protocol<Req> {
+  const {
+    prefix = '',
+    limiter,
+    clientKey,
+    authorize,
+    publish = false,
+    maxBodyBytes = 65_536,
+    timeoutStatus = 200,
+    channelPattern = DEFAULT_CHANNEL,
+    defaultWait = 25_000,
+    maxWait = 55_000,
+  } = options;
+  option(prefix === '' || (prefix.startsWith('/') && !prefix.endsWith('/')), 'prefix', prefix);
+  option(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 0, 'maxBodyBytes', maxBodyBytes);
+  option(timeoutStatus === 200 || timeoutStatus === 204 || timeoutStatus === 304, 'timeoutStatus', timeoutStatus);
+  option(channelPattern instanceof RegExp, 'channelPattern', channelPattern);
+  option(Number.isFinite(maxWait) && maxWait >= 0, 'maxWait', maxWait);
+  option(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
+  const allow = publish ? 'GET, POST' : 'GET';
+
+  async function poll(request: PollRequest<Req>, channel: string, search: string): Promise<PollResponse> {
+    const limitWait = Math.min(maxWait, request.maxWait ?? Number.POSITIVE_INFINITY);
+    const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
+      defaultWait: Math.min(defaultWait, limitWait),
+      maxWait: limitWait,
+    });
+    const lease: Lease | undefined = limiter?.acquire({
+      client: clientKey ? clientKey(request.raw) : request.clientKey,
+      channel,
+    });
+    const written = lease ? () => lease.release() : nothing;
+    try {
+      // Up to wait/16 less, so that clients that polled together do not re-poll together.
+      const wait = params.wait - Math.random() * (params.wait / 16);
+      const result = await broker.poll(channel, { cursor: params.cursor, wait, limit: params.limit, signal: request.signal });
+      const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
+      if (params.preferred) headers['preference-applied'] = `wait=${params.wait / 1000}`;
+      if (result.timedOut && timeoutStatus !== 200) return { status: timeoutStatus, headers, body: undefined, written };
+      let body = bodies.get(result);
+      if (body === undefined) {
+        body = JSON.stringify(result);
+        bodies.set(result, body);
+      }
+      headers['content-type'] = JSON_TYPE;
+      return { status: 200, headers, body, written };
+    } catch (error) {
+      written();
+      throw error;
+    }
+  }
+
+  async function publishBody(request: PollRequest<Req>, channel: string): Promise<PollResponse> {
+    let data: unknown;
+    if ('parsed' in request.body) {
+      data = request.body.parsed;
+    } else {
+      if (!isJsonType(request.header('content-type'))) {
+        throw new LongPollError('unsupported_media_type', 'Publish with Content-Type: application/json');
+      }
+      const length = Number(request.header('content-length'));
+      if (length > maxBodyBytes) throw new LongPollError('payload_too_large', `The body is larger than ${maxBodyBytes} bytes`);
+      const text = await readBody(request.body.chunks, maxBodyBytes);
+      try {
+        data = JSON.parse(text);
+      } catch {
+        throw new LongPollError('invalid_body', 'The body is not valid JSON');
+      }
+    }
+    const message = await broker.publish(channel, data as T);
+    return {
+      status: 201,
+      headers: { 'cache-control': 'no-store', 'content-type': JSON_TYPE, 'longpoll-cursor': message.cursor },
+      body: JSON.stringify(message),
+      written: nothing,
+    };
+  }
+
+  async function answer(request: PollRequest<Req>): Promise<PollResponse> {
+    const { pathname, search } = pathOf(request.url);
+    const channel = channelOf(pathname, prefix, channelPattern);
+    if (channel === undefined) throw new LongPollError('not_found', 'No such route');
+    const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
+    if (!action) return problem(new LongPollError('method_not_allowed', `Use ${allow}`), { allow });
+    if (authorize && !(await authorize(request.raw, { channel, action }))) {
+      throw new LongPollError('forbidden', `Not allowed to ${action} on this channel`);
+    }
+    return action === 'poll' ? poll(request, channel, search) : publishBody(request, channel);
+  }
+
+  return {
+    owns(url) {
+      return pathOf(url).pathname.startsWith(`${prefix}/`);
+    },
+    async handle(request) {
+      try {
+        return await answer(request);
+      } catch (error) {
+        const failure = LongPollError.from(error);
+        const headers: Record<string, string> = failure.code === 'payload_too_large' ? { connection: 'close' } : {};
+        return problem(failure, headers);
+      }
+    },
+  };
+}

@@ -1,0 +1,101 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import express from 'express';
+import Koa from 'koa';
+import type { Broker } from '../../src/index.js';
+import type { LongPollOptions } from '../../src/http/protocol.js';
+import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
+import { longPoll as fetchLongPoll, type FetchLongPollHandler } from '../../src/adapters/fetch.js';
+import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
+import { longPoll as nodeLongPoll } from '../../src/adapters/node.js';
+
+/** The four adapters, each mounted under PREFIX on a real server. */
+export const ADAPTERS = ['node', 'express', 'koa', 'fetch'] as const;
+export type AdapterName = (typeof ADAPTERS)[number];
+export const PREFIX = '/channels';
+
+/** Options common to every adapter; `authorize` and `clientKey` get a request-like value. */
+export type AnyOptions = LongPollOptions<never>;
+
+/** A server listening on 127.0.0.1 on a free port. */
+export interface TestServer {
+  readonly server: Server;
+  /** `http://127.0.0.1:PORT` */
+  readonly origin: string;
+  /** `origin + PREFIX + '/' + channel` */
+  url(channel: string, query?: string): string;
+  /** Closes the server and every connection (bounded). */
+  close(): Promise<void>;
+}
+
+/**
+ * A minimal Node → fetch bridge, as a user would write one: the Request's signal aborts when the
+ * client goes away, and the socket's address is passed as `info.remoteAddr`.
+ */
+export function fetchBridge(handler: FetchLongPollHandler) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const controller = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    const request = new Request(`http://${req.headers.host ?? '127.0.0.1'}${req.url ?? '/'}`, {
+      method: req.method,
+      headers,
+      body: hasBody ? Readable.toWeb(req) : null,
+      signal: controller.signal,
+      ...(hasBody ? { duplex: 'half' } : {}),
+    } as RequestInit);
+    void handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } }).then(async (response) => {
+      if (res.destroyed) return;
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
+    });
+  };
+}
+
+/** Mounts `broker` with `adapter` under PREFIX and listens on a free port of 127.0.0.1. */
+export async function startServer<T>(adapter: AdapterName, broker: Broker<T>, options: AnyOptions = {}): Promise<TestServer> {
+  const opts = options as LongPollOptions<unknown>;
+  let server: Server;
+  switch (adapter) {
+    case 'node':
+      server = createServer(nodeLongPoll(broker, { ...opts, prefix: PREFIX }));
+      break;
+    case 'express': {
+      const app = express();
+      app.use(PREFIX, expressLongPoll(broker, opts));
+      server = createServer(app);
+      break;
+    }
+    case 'koa': {
+      const app = new Koa();
+      app.use(koaLongPoll(broker, { ...opts, prefix: PREFIX }));
+      const callback = app.callback();
+      server = createServer((req, res) => void callback(req, res));
+      break;
+    }
+    case 'fetch':
+      server = createServer(fetchBridge(fetchLongPoll(broker, { ...opts, prefix: PREFIX })));
+      break;
+  }
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const origin = `http://127.0.0.1:${port}`;
+  return {
+    server,
+    origin,
+    url: (channel, query) => `${origin}${PREFIX}/${channel}${query ? `?${query}` : ''}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
