@@ -9,6 +9,8 @@ export default defineConfig({
     alias: [
       { find: /^longpoll-kit$/, replacement: source('index') },
       ...['node', 'express', 'koa', 'fetch'].map((name) => ({ find: `longpoll-kit/${name}`, replacement: source(`adapters/${name}`) })),
+      { find: 'longpoll-kit/client', replacement: source('client/index') },
+      { find: 'longpoll-kit/redis', replacement: source('redis/index') },
     ],
   },
   test: {
