@@ -93,15 +93,22 @@ export function isJsonType(contentType: string | undefined): boolean {
 }
 
 /**
- * The channel named by a path below the prefix: exactly one segment, percent-decoded once.
- * Returns `undefined` when the path is not one segment below the prefix (a 404).
+ * The raw channel segment of a path below the prefix: exactly one non-empty segment.
+ * Returns `undefined` when the path is not one segment below the prefix (a 404). The segment is
+ * not decoded here, so that the method is checked (405) before the channel (400).
+ */
+export function segmentOf(pathname: string, prefix: string): string | undefined {
+  if (!pathname.startsWith(`${prefix}/`)) return undefined;
+  const segment = pathname.slice(prefix.length + 1);
+  return segment.length === 0 || segment.includes('/') ? undefined : segment;
+}
+
+/**
+ * The channel a path segment names: percent-decoded once, then checked against `pattern`.
  *
  * @throws {@link LongPollError} `invalid_channel` when it does not decode or match `pattern`
  */
-export function channelOf(pathname: string, prefix: string, pattern: RegExp): string | undefined {
-  if (!pathname.startsWith(`${prefix}/`)) return undefined;
-  const segment = pathname.slice(prefix.length + 1);
-  if (segment.length === 0 || segment.includes('/')) return undefined;
+export function channelOf(segment: string, pattern: RegExp): string {
   let channel: string;
   try {
     channel = decodeURIComponent(segment);

@@ -1,5 +1,5 @@
 import { LongPollError, type Broker, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
-import { channelOf, isJsonType, parsePollParams } from './params.js';
+import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
 
 /** What `authorize` is asked about. */
 export interface Access {
@@ -294,10 +294,11 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
 
   async function answer(request: PollRequest<Req>): Promise<PollResponse> {
     const { pathname, search } = pathOf(request.url);
-    const channel = channelOf(pathname, prefix, channelPattern);
-    if (channel === undefined) throw new LongPollError('not_found', 'No such route');
+    const segment = segmentOf(pathname, prefix);
+    if (segment === undefined) throw new LongPollError('not_found', 'No such route');
     const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
     if (!action) return problem(new LongPollError('method_not_allowed', `Use ${allow}`), { allow });
+    const channel = channelOf(segment, channelPattern);
     if (authorize && !(await authorize(request.raw, { channel, action }))) {
       throw new LongPollError('forbidden', `Not allowed to ${action} on this channel`);
     }

@@ -1,0 +1,540 @@
+import { IncomingMessage } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Broker, ConnectionLimiter, LongPollError, type BrokerOptions } from '../../src/index.js';
+import type { Access } from '../../src/http/protocol.js';
+import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
+import { eventually, expectProblem, hold, json, post, send, until, type PollBody } from './requests.js';
+
+describe.each(ADAPTERS)('the %s adapter', (adapter) => {
+  let broker: Broker<unknown> | undefined;
+  let server: TestServer | undefined;
+
+  async function start(options: AnyOptions = {}, brokerOptions: BrokerOptions = {}): Promise<{ broker: Broker<unknown>; server: TestServer }> {
+    broker = new Broker<unknown>(brokerOptions);
+    server = await startServer(adapter, broker, options);
+    return { broker, server };
+  }
+
+  afterEach(async () => {
+    await server?.close();
+    await broker?.close();
+    server = undefined;
+    broker = undefined;
+  });
+
+  describe('polling', () => {
+    it('answers a held poll as soon as a message is published', async () => {
+      const { broker, server } = await start();
+      const answer = send(server.url('room:1', 'wait=5'));
+      await until(() => broker.stats().waiters === 1, 'the poll is held');
+      const published = await broker.publish('room:1', { text: 'hi' });
+      const response = await answer;
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      const body = json<PollBody>(response);
+      expect(body.timedOut).toBe(false);
+      expect(body.messages).toEqual([{ id: published.id, channel: 'room:1', data: { text: 'hi' }, publishedAt: published.publishedAt }]);
+      expect(body.cursor).toBe(published.cursor);
+      expect(response.headers.get('longpoll-cursor')).toBe(body.cursor);
+      expect(response.elapsed).toBeLessThan(4_000);
+    });
+
+    it('returns a backlog at once, oldest first', async () => {
+      const { broker, server } = await start();
+      for (const n of [1, 2, 3]) await broker.publish('room', n);
+      const response = await send(server.url('room', 'wait=30'));
+      expect(response.status).toBe(200);
+      expect(json<PollBody>(response).messages.map((m) => m.data)).toEqual([1, 2, 3]);
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+
+    it('answers 200 with timedOut and the cursor when nothing arrives within the wait', async () => {
+      const { server } = await start();
+      const response = await send(server.url('quiet', 'wait=0.3'));
+      expect(response.status).toBe(200);
+      const body = json<PollBody>(response);
+      expect(body).toMatchObject({ messages: [], timedOut: true });
+      expect(response.headers.get('longpoll-cursor')).toBe(body.cursor);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      // The server takes up to wait/16 off: 300 ms → at least 281 ms.
+      expect(response.elapsed).toBeGreaterThanOrEqual(270);
+    });
+
+    it.each([204, 304] as const)('answers a timed-out poll with %i and the cursor in Longpoll-Cursor when asked to', async (timeoutStatus) => {
+      const { broker, server } = await start({ timeoutStatus });
+      const timedOut = await send(server.url('quiet', 'wait=0.1'));
+      expect(timedOut.status).toBe(timeoutStatus);
+      expect(timedOut.text).toBe('');
+      expect(timedOut.headers.get('cache-control')).toBe('no-store');
+      const cursor = timedOut.headers.get('longpoll-cursor');
+      expect(cursor).toBeTruthy();
+      await broker.publish('quiet', 'later');
+      const next = await send(server.url('quiet', `cursor=${encodeURIComponent(cursor!)}&wait=1`));
+      expect(next.status).toBe(200);
+      expect(json<PollBody>(next).messages.map((m) => m.data)).toEqual(['later']);
+    });
+
+    it('resumes from a cursor without repeating or skipping messages', async () => {
+      const { broker, server } = await start();
+      await broker.publish('room', 'a');
+      const first = json<PollBody>(await send(server.url('room', 'wait=0')));
+      expect(first.messages.map((m) => m.data)).toEqual(['a']);
+      await broker.publish('room', 'b');
+      await broker.publish('room', 'c');
+      const second = await send(server.url('room', `cursor=${encodeURIComponent(first.cursor)}&wait=0`));
+      expect(json<PollBody>(second).messages.map((m) => m.data)).toEqual(['b', 'c']);
+      const third = await send(server.url('room', `cursor=${encodeURIComponent(json<PollBody>(second).cursor)}&wait=0`));
+      expect(json<PollBody>(third)).toMatchObject({ messages: [], timedOut: true });
+    });
+
+    it('treats an empty cursor= as no cursor', async () => {
+      const { broker, server } = await start();
+      await broker.publish('room', 'kept');
+      const response = await send(server.url('room', 'cursor=&wait=0'));
+      expect(json<PollBody>(response).messages.map((m) => m.data)).toEqual(['kept']);
+    });
+
+    it('answers 410 with earliestCursor when messages after the cursor were evicted', async () => {
+      const { broker, server } = await start({}, { capacity: 2 });
+      const empty = json<PollBody>(await send(server.url('room', 'wait=0')));
+      for (const n of [1, 2, 3, 4, 5]) await broker.publish('room', n);
+      const gone = await send(server.url('room', `cursor=${encodeURIComponent(empty.cursor)}&wait=0`));
+      const problem = expectProblem(gone, 410, 'cursor_expired');
+      expect(typeof problem.earliestCursor).toBe('string');
+      const rehydrated = await send(server.url('room', `cursor=${encodeURIComponent(problem.earliestCursor as string)}&wait=0`));
+      expect(json<PollBody>(rehydrated).messages.map((m) => m.data)).toEqual([4, 5]);
+    });
+
+    it('returns at most limit messages and clamps limit to 1000', async () => {
+      const { broker, server } = await start({}, { capacity: 1200 });
+      for (let n = 0; n < 1100; n++) await broker.publish('many', n);
+      const two = json<PollBody>(await send(server.url('many', 'limit=2&wait=0')));
+      expect(two.messages.map((m) => m.data)).toEqual([0, 1]);
+      const clamped = json<PollBody>(await send(server.url('many', 'limit=5000&wait=0')));
+      expect(clamped.messages).toHaveLength(1000);
+      const byDefault = json<PollBody>(await send(server.url('many', 'wait=0')));
+      expect(byDefault.messages).toHaveLength(100);
+    });
+
+    it('decodes the channel segment once', async () => {
+      const { broker, server } = await start();
+      await broker.publish('room:1', 'x');
+      const response = await send(`${server.origin}${PREFIX}/room%3A1?wait=0`);
+      expect(json<PollBody>(response).messages.map((m) => m.channel)).toEqual(['room:1']);
+    });
+  });
+
+  describe('the wait', () => {
+    it('clamps a wait above maxWait', async () => {
+      const { server } = await start({ maxWait: 300 });
+      const response = await send(server.url('room', 'wait=30'));
+      expect(json<PollBody>(response).timedOut).toBe(true);
+      expect(response.elapsed).toBeGreaterThanOrEqual(270);
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+
+    it('uses defaultWait when the request names none', async () => {
+      const { server } = await start({ defaultWait: 200 });
+      const response = await send(server.url('room'));
+      expect(json<PollBody>(response).timedOut).toBe(true);
+      expect(response.elapsed).toBeGreaterThanOrEqual(180);
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+
+    it('honours Prefer: wait and echoes the applied wait in Preference-Applied', async () => {
+      const { server } = await start();
+      const response = await send(server.url('room'), { headers: { prefer: 'wait=0.2' } });
+      expect(json<PollBody>(response).timedOut).toBe(true);
+      expect(response.headers.get('preference-applied')).toBe('wait=0.2');
+      expect(response.elapsed).toBeGreaterThanOrEqual(180);
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+
+    it('echoes the clamped wait when Prefer asks for more than maxWait', async () => {
+      const { server } = await start({ maxWait: 250 });
+      const response = await send(server.url('room'), { headers: { prefer: 'respond-async, wait=100' } });
+      expect(response.headers.get('preference-applied')).toBe('wait=0.25');
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+
+    it('lets ?wait win over Prefer: wait', async () => {
+      const { server } = await start();
+      const response = await send(server.url('room', 'wait=0'), { headers: { prefer: 'wait=20' } });
+      expect(json<PollBody>(response).timedOut).toBe(true);
+      expect(response.elapsed).toBeLessThan(1_000);
+    });
+
+    it.each(['wait=soon', 'wait=-1', 'wait', 'wait=1e3', 'handling=lenient'])('ignores the unreadable Prefer %j', async (prefer) => {
+      const { server } = await start({ defaultWait: 200 });
+      const response = await send(server.url('room'), { headers: { prefer } });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('preference-applied')).toBeNull();
+      expect(response.elapsed).toBeGreaterThanOrEqual(180);
+      expect(response.elapsed).toBeLessThan(2_000);
+    });
+  });
+
+  describe('bad requests', () => {
+    it.each([
+      ['invalid_channel', 'bad%20name', ''],
+      ['invalid_channel', 'bad%ZZ', ''],
+      ['invalid_channel', 'a'.repeat(201), ''],
+      ['invalid_channel', '%2F', ''],
+      ['invalid_cursor', 'room', 'cursor=garbage'],
+      ['invalid_cursor', 'room', 'cursor=a&cursor=b'],
+      ['invalid_cursor', 'room', `cursor=${'x'.repeat(600)}`],
+      ['invalid_wait', 'room', 'wait=abc'],
+      ['invalid_wait', 'room', 'wait='],
+      ['invalid_wait', 'room', 'wait=-1'],
+      ['invalid_wait', 'room', 'wait=1e3'],
+      ['invalid_wait', 'room', 'wait=.5'],
+      ['invalid_wait', 'room', 'wait=1&wait=2'],
+      ['invalid_limit', 'room', 'limit=0'],
+      ['invalid_limit', 'room', 'limit='],
+      ['invalid_limit', 'room', 'limit=1.5'],
+      ['invalid_limit', 'room', 'limit=-3'],
+      ['invalid_limit', 'room', 'limit=ten'],
+      ['invalid_limit', 'room', 'limit=1&limit=2'],
+    ])('answers 400 %s for /%s?%s', async (code, channel, query) => {
+      const { server, broker } = await start();
+      const response = await send(`${server.origin}${PREFIX}/${channel}${query ? `?${query}` : ''}`);
+      expectProblem(response, 400, code);
+      expect(broker.stats().waiters).toBe(0);
+    });
+
+    it('answers 400 invalid_cursor for a cursor of another channel', async () => {
+      const { broker, server } = await start();
+      const { cursor } = await broker.publish('one', 1);
+      expectProblem(await send(server.url('two', `cursor=${encodeURIComponent(cursor)}&wait=0`)), 400, 'invalid_cursor');
+    });
+  });
+
+  describe('routes and methods', () => {
+    it.each([`${PREFIX}/`, `${PREFIX}/a/b`, `${PREFIX}/room/`])('answers 404 problem+json for %s', async (path) => {
+      const { server } = await start();
+      expectProblem(await send(`${server.origin}${path}?wait=0`), 404, 'not_found');
+    });
+
+    it('leaves requests outside the prefix alone (404 from the adapter with no app behind it)', async () => {
+      const { server } = await start();
+      const response = await send(`${server.origin}/elsewhere/room?wait=0`);
+      expect(response.status).toBe(404);
+      // Node http without `next` and fetch answer it themselves; Express and Koa pass it on to the app.
+      if (adapter === 'node' || adapter === 'fetch') expectProblem(response, 404, 'not_found');
+    });
+
+    it.each(['PUT', 'DELETE', 'PATCH', 'OPTIONS', 'POST'])('answers %s with 405 and Allow: GET while publish is off', async (method) => {
+      const { server, broker } = await start();
+      const response = await send(server.url('room'), {
+        method,
+        ...(method === 'OPTIONS' ? {} : { headers: { 'content-type': 'application/json' }, body: '{}' }),
+      });
+      expectProblem(response, 405, 'method_not_allowed');
+      expect(response.headers.get('allow')).toBe('GET');
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('checks the method before the channel: PUT on a malformed channel is 405', async () => {
+      const { server } = await start();
+      const response = await send(`${server.origin}${PREFIX}/bad%ZZ`, { method: 'PUT', body: 'x' });
+      expectProblem(response, 405, 'method_not_allowed');
+    });
+
+    it('checks the route before the method: PUT on a deeper path is 404', async () => {
+      const { server } = await start();
+      expectProblem(await send(`${server.origin}${PREFIX}/a/b`, { method: 'PUT', body: 'x' }), 404, 'not_found');
+    });
+
+    it('answers HEAD with 405', async () => {
+      const { server } = await start();
+      const response = await send(server.url('room'), { method: 'HEAD' });
+      expect(response.status).toBe(405);
+      expect(response.headers.get('allow')).toBe('GET');
+    });
+  });
+
+  describe('publishing', () => {
+    it('answers 201 with the message and its cursor, and a poll receives it', async () => {
+      const { broker, server } = await start({ publish: true });
+      const response = await post(server.url('room:1'), { text: 'hello', __proto__: { polluted: true } });
+      expect(response.status).toBe(201);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      const message = json(response);
+      expect(Object.keys(message).sort()).toEqual(['channel', 'cursor', 'data', 'id', 'publishedAt']);
+      expect(message).toMatchObject({ channel: 'room:1', data: { text: 'hello' } });
+      expect(response.headers.get('longpoll-cursor')).toBe(message.cursor);
+      expect(broker.stats().messages).toBe(1);
+      const polled = json<PollBody>(await send(server.url('room:1', 'wait=0')));
+      expect(polled.messages[0]!.id).toBe(message.id);
+      expect(polled.cursor).toBe(message.cursor);
+    });
+
+    it('answers 405 with Allow: GET, POST to other methods', async () => {
+      const { server } = await start({ publish: true });
+      const response = await send(server.url('room'), { method: 'DELETE' });
+      expectProblem(response, 405, 'method_not_allowed');
+      expect(response.headers.get('allow')).toBe('GET, POST');
+    });
+
+    it('accepts a body of exactly 64 KiB', async () => {
+      const { server } = await start({ publish: true });
+      const body = JSON.stringify('x'.repeat(65_536 - 2));
+      expect(Buffer.byteLength(body)).toBe(65_536);
+      expect((await post(server.url('room'), body)).status).toBe(201);
+    });
+
+    it('answers 413 to a body over 64 KiB with a Content-Length', async () => {
+      const { server, broker } = await start({ publish: true });
+      const body = JSON.stringify('x'.repeat(65_536 - 1));
+      const response = await hold(server.url('room'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        body,
+      }).answer;
+      expect(response?.status).toBe(413);
+      expect(json({ status: 413, headers: new Headers(), text: response!.text, elapsed: 0 })).toMatchObject({ code: 'payload_too_large', status: 413 });
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('answers 413 to a chunked body over the limit with no Content-Length', async () => {
+      const { server, broker } = await start({ publish: true, maxBodyBytes: 1_000 });
+      const request = hold(server.url('room'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        body: JSON.stringify('y'.repeat(5_000)),
+      });
+      const response = await request.answer;
+      expect(response?.status).toBe(413);
+      expect(response?.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(response!.text)).toMatchObject({ type: 'about:blank', code: 'payload_too_large', status: 413 });
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('accepts a chunked body under the limit', async () => {
+      const { server } = await start({ publish: true });
+      const response = await hold(server.url('room'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        body: JSON.stringify({ small: true }),
+      }).answer;
+      expect(response?.status).toBe(201);
+    });
+
+    it.each([['text/plain'], ['application/x-www-form-urlencoded'], [undefined]])('answers 415 to Content-Type %s', async (type) => {
+      const { server, broker } = await start({ publish: true });
+      const response = await send(server.url('room'), {
+        method: 'POST',
+        body: new TextEncoder().encode('{"a":1}'),
+        headers: type ? { 'content-type': type } : {},
+      });
+      expectProblem(response, 415, 'unsupported_media_type');
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('accepts application/json with parameters and +json types', async () => {
+      const { server } = await start({ publish: true });
+      expect((await post(server.url('room'), '1', { 'content-type': 'Application/JSON; charset=utf-8' })).status).toBe(201);
+      expect((await post(server.url('room'), '2', { 'content-type': 'application/merge-patch+json' })).status).toBe(201);
+    });
+
+    it.each(['{"a":', '', 'undefined', "{'a':1}"])('answers 400 invalid_body to the JSON %j', async (body) => {
+      const { server, broker } = await start({ publish: true });
+      expectProblem(await post(server.url('room'), body), 400, 'invalid_body');
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('answers 400 invalid_body to a body that is not UTF-8', async () => {
+      const { server } = await start({ publish: true });
+      const response = await send(server.url('room'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: new Uint8Array([0x22, 0xff, 0xfe, 0x22]),
+      });
+      expectProblem(response, 400, 'invalid_body');
+    });
+
+    it('answers 503 to a publish once the broker is closed', async () => {
+      const { broker, server } = await start({ publish: true });
+      await broker.close();
+      const response = await post(server.url('room'), 1);
+      expectProblem(response, 503, 'shutting_down');
+      expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    });
+  });
+
+  describe('authorize', () => {
+    it('answers 403 when authorize returns false', async () => {
+      const { server, broker } = await start({ authorize: () => false, publish: true });
+      expectProblem(await send(server.url('room', 'wait=0')), 403, 'forbidden');
+      expectProblem(await post(server.url('room'), 1), 403, 'forbidden');
+      expect(broker.stats().messages).toBe(0);
+    });
+
+    it('answers 401 when authorize throws LongPollError unauthorized', async () => {
+      const { server } = await start({
+        authorize: () => {
+          throw new LongPollError('unauthorized', 'Log in first');
+        },
+      });
+      const body = expectProblem(await send(server.url('room', 'wait=0')), 401, 'unauthorized');
+      expect(body.detail).toBe('Log in first');
+    });
+
+    it("receives the framework's own request and { channel, action }", async () => {
+      const seen: { request: unknown; access: Access }[] = [];
+      const { server } = await start({
+        publish: true,
+        authorize: (request: unknown, access: Access) => {
+          seen.push({ request, access });
+          return true;
+        },
+      });
+      expect((await send(`${server.origin}${PREFIX}/room%3A1?wait=0`)).status).toBe(200);
+      expect((await post(server.url('room:1'), 1)).status).toBe(201);
+      expect(seen.map((s) => s.access)).toEqual([
+        { channel: 'room:1', action: 'poll' },
+        { channel: 'room:1', action: 'publish' },
+      ]);
+      const request = seen[0]!.request;
+      if (adapter === 'node') expect(request).toBeInstanceOf(IncomingMessage);
+      if (adapter === 'express') {
+        expect(request).toBeInstanceOf(IncomingMessage);
+        expect(typeof (request as { get?: unknown }).get).toBe('function');
+      }
+      if (adapter === 'koa') {
+        expect((request as { req?: unknown }).req).toBeInstanceOf(IncomingMessage);
+        expect((request as { request?: unknown }).request).toBeDefined();
+      }
+      if (adapter === 'fetch') expect(request).toBeInstanceOf(Request);
+    });
+
+    it('runs after the channel check and before the query check', async () => {
+      let calls = 0;
+      const { server } = await start({
+        authorize: () => {
+          calls++;
+          return false;
+        },
+      });
+      expectProblem(await send(`${server.origin}${PREFIX}/bad%20name`), 400, 'invalid_channel');
+      expect(calls).toBe(0);
+      expectProblem(await send(server.url('room', 'wait=nope')), 403, 'forbidden');
+      expect(calls).toBe(1);
+    });
+  });
+
+  describe('connection limits', () => {
+    it.each([
+      ['client', { perClient: 1 }, 'b'],
+      ['channel', { perChannel: 1 }, 'a'],
+      ['total', { total: 1 }, 'b'],
+    ] as const)('answers 429 with Retry-After and limit %s when that cap is full', async (limit, caps, secondChannel) => {
+      const limiter = new ConnectionLimiter(caps);
+      const { server, broker } = await start({ limiter });
+      const first = hold(server.url('a', 'wait=5'));
+      await until(() => broker.stats().waiters === 1 && limiter.stats().total === 1, 'the first poll is held');
+      const refused = await send(server.url(secondChannel, 'wait=5'));
+      const body = expectProblem(refused, 429, 'limit_exceeded');
+      expect(body.limit).toBe(limit);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(limiter.stats().total).toBe(1);
+      first.destroy();
+      await first.answer;
+    });
+
+    it.each(['destroying the socket', 'aborting the fetch'])(
+      'frees the waiter and the lease within 100 ms of the client %s',
+      async (how) => {
+        const limiter = new ConnectionLimiter();
+        const { server, broker } = await start({ limiter });
+        let cut: () => void;
+        let settled: Promise<unknown>;
+        if (how === 'destroying the socket') {
+          const held = hold(server.url('room', 'wait=20'));
+          cut = () => held.destroy();
+          settled = held.answer;
+        } else {
+          const controller = new AbortController();
+          settled = fetch(server.url('room', 'wait=20'), { signal: controller.signal }).catch(() => undefined);
+          cut = () => controller.abort();
+        }
+        await until(() => broker.stats().waiters === 1 && limiter.stats().total === 1, 'the poll is held');
+        cut();
+        const freed = await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0, 100);
+        expect(freed, `waiters ${broker.stats().waiters}, leases ${limiter.stats().total}`).toBe(true);
+        await settled;
+      },
+    );
+
+    it('holds a lease during a wait=0 poll and releases it once answered', async () => {
+      const limiter = new ConnectionLimiter({ perClient: 1 });
+      let leasesDuringAuthorize = -1;
+      const { server } = await start({
+        limiter,
+        authorize: () => {
+          leasesDuringAuthorize = limiter.stats().total;
+          return true;
+        },
+      });
+      for (let i = 0; i < 3; i++) expect((await send(server.url('room', 'wait=0'))).status).toBe(200);
+      expect(leasesDuringAuthorize).toBe(0);
+      expect(await eventually(() => limiter.stats().total === 0, 100)).toBe(true);
+    });
+
+    it('takes no lease for a rejected request: a bad query is 400, not 429, when the cap is full', async () => {
+      const limiter = new ConnectionLimiter({ perClient: 1 });
+      const { server, broker } = await start({ limiter });
+      const first = hold(server.url('a', 'wait=5'));
+      await until(() => broker.stats().waiters === 1, 'the first poll is held');
+      expectProblem(await send(server.url('a', 'wait=x')), 400, 'invalid_wait');
+      expect(limiter.stats().total).toBe(1);
+      first.destroy();
+      await first.answer;
+    });
+  });
+
+  describe('shutdown', () => {
+    it('answers held polls 503 with Retry-After when broker.close() runs during a graceful server shutdown', async () => {
+      const { server, broker } = await start();
+      const held = [send(server.url('a', 'wait=20')), send(server.url('b', 'wait=20'))];
+      await until(() => broker.stats().waiters === 2, 'both polls are held');
+      const closed = new Promise<void>((resolve) => server.server.close(() => resolve()));
+      await broker.close();
+      for (const answer of await Promise.all(held)) {
+        expectProblem(answer, 503, 'shutting_down');
+        expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      }
+      expect(broker.stats().waiters).toBe(0);
+      server.server.closeAllConnections();
+      await closed;
+    });
+  });
+
+  describe('ordering', () => {
+    it('shows 50 concurrent publishes in one identical order to every subscriber', async () => {
+      const { server } = await start({ publish: true });
+      const deadline = performance.now() + 10_000;
+      async function follow(): Promise<string[]> {
+        const ids: string[] = [];
+        let cursor = '';
+        while (ids.length < 50 && performance.now() < deadline) {
+          const body = json<PollBody>(await send(server.url('race', `cursor=${encodeURIComponent(cursor)}&wait=2&limit=7`)));
+          ids.push(...body.messages.map((m) => m.id));
+          cursor = body.cursor;
+        }
+        return ids;
+      }
+      const followers = [follow(), follow(), follow()];
+      await until(() => broker!.stats().waiters === 3, 'three followers are held');
+      const published = await Promise.all(Array.from({ length: 50 }, (_, n) => post(server.url('race'), { n })));
+      expect(published.every((p) => p.status === 201)).toBe(true);
+      const orders = await Promise.all([...followers, follow()]);
+      expect(orders[0]).toHaveLength(50);
+      for (const order of orders) expect(order).toEqual(orders[0]);
+      // ULIDs are monotonic within a process: publish order is id order.
+      expect([...orders[0]].sort()).toEqual(orders[0]);
+      expect(new Set(orders[0]).size).toBe(50);
+    });
+  });
+});
