@@ -14,7 +14,7 @@
  * @module longpoll-kit/fetch
  */
 import type { Broker } from '../index.js';
-import { createProtocol, type LongPollOptions } from '../http/protocol.js';
+import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -62,16 +62,23 @@ async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable
 export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {}): FetchLongPollHandler {
   const protocol = createProtocol(broker, options);
   return async (request, info) => {
-    const url = new URL(request.url);
-    const response = await protocol.handle({
-      method: request.method,
-      url: url.pathname + url.search,
-      header: (name) => request.headers.get(name) ?? undefined,
-      body: { chunks: chunksOf(request.body) },
-      signal: request.signal,
-      clientKey: info?.remoteAddr?.hostname,
-      raw: request,
-    });
+    let response: PollResponse;
+    try {
+      const url = new URL(request.url);
+      response = await protocol.handle({
+        method: request.method,
+        url: url.pathname + url.search,
+        header: (name) => request.headers.get(name) ?? undefined,
+        body: { chunks: chunksOf(request.body) },
+        signal: request.signal,
+        clientKey: info?.remoteAddr?.hostname,
+        raw: request,
+      });
+    } catch (error) {
+      response = protocol.failure(error);
+    }
+    // A fetch runtime does not say when it has written the Response; the body is a string
+    // already, so the lease is released as the Response is handed over.
     try {
       return new Response(response.body ?? null, { status: response.status, headers: response.headers });
     } finally {

@@ -14,9 +14,10 @@
  *
  * @module longpoll-kit/koa
  */
+import type { IncomingMessage, Server } from 'node:http';
 import type { Context, Next } from 'koa';
 import type { Broker } from '../index.js';
-import { createProtocol, type LongPollOptions } from '../http/protocol.js';
+import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -27,9 +28,19 @@ export type KoaLongPollOptions = LongPollOptions<Context>;
 export type KoaLongPollMiddleware = (ctx: Context, next: Next) => Promise<void>;
 
 /**
+ * The request body as the protocol reads it. Stopping early (a 413) must not destroy the
+ * request, whose socket still has to carry the answer; the iterator is made only when read.
+ */
+function chunksOf(req: IncomingMessage): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> };
+}
+
+/**
  * Koa middleware for `GET {prefix}/{channel}` (poll) and, with `publish`, `POST` (publish).
  * `authorize` and `clientKey` receive Koa's `ctx`; the client key defaults to the socket's
- * remote address.
+ * remote address. Koa runs on Node's http server, so it gets the Node adapter's guard: when
+ * `server.timeout` is shorter than the wait, waits are clamped to answer before it and a
+ * `LONGPOLL_SERVER_TIMEOUT` warning is emitted once.
  *
  * @example
  * ```ts
@@ -43,27 +54,36 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
       await next();
       return;
     }
-    const controller = new AbortController();
-    ctx.res.once('close', () => {
-      if (!ctx.res.writableFinished) controller.abort(new Error('The client went away'));
-    });
-    const { body } = ctx.request as typeof ctx.request & { body?: unknown };
-    const response = await protocol.handle({
-      method: ctx.method,
-      url: ctx.url,
-      header: (name) => ctx.get(name) || undefined,
-      body: body === undefined ? { chunks: ctx.req } : { parsed: body },
-      signal: controller.signal,
-      clientKey: ctx.req.socket.remoteAddress,
-      raw: ctx,
-    });
+    const { req, res } = ctx;
+    let response: PollResponse;
     try {
-      if (controller.signal.aborted) return; // nobody to answer; Koa writes nothing to a closed socket
-      ctx.status = response.status;
-      ctx.set(response.headers);
-      ctx.body = response.body ?? null;
-    } finally {
-      response.written();
+      const controller = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) controller.abort(new Error('The client went away'));
+      });
+      const { body } = ctx.request as typeof ctx.request & { body?: unknown };
+      const { server } = req.socket as typeof req.socket & { server?: Server };
+      response = await protocol.handle({
+        method: ctx.method,
+        url: ctx.url,
+        header: (name) => ctx.get(name) || undefined,
+        body: body === undefined ? { chunks: chunksOf(req) } : { parsed: body },
+        signal: controller.signal,
+        clientKey: req.socket.remoteAddress,
+        raw: ctx,
+        // Koa runs on Node's http server: the same socket timeout can cut a held poll.
+        socketTimeout: server?.timeout,
+      });
+    } catch (error) {
+      response = protocol.failure(error);
     }
+    // The lease is held until the answer is written (Koa writes it after the middleware chain),
+    // or until the client is gone.
+    if (res.writableFinished || res.destroyed) response.written();
+    else res.once('close', response.written);
+    if (ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
+    ctx.status = response.status;
+    ctx.set(response.headers);
+    ctx.body = response.body ?? null;
   };
 }

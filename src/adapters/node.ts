@@ -32,8 +32,22 @@ export type NodeLongPollHandler<Req extends IncomingMessage = IncomingMessage> =
   next?: (error?: unknown) => void,
 ) => void;
 
-/** Held requests answer this much before the server's own socket timeout would cut them. */
-const TIMEOUT_MARGIN = 1000;
+/**
+ * The socket's idle timeout, which Node's http server sets from `server.timeout` on every
+ * connection: a held poll must answer before it, or the server cuts the poll itself.
+ */
+function socketTimeoutOf(req: IncomingMessage): number | undefined {
+  const { server } = req.socket as typeof req.socket & { server?: Server };
+  return server?.timeout;
+}
+
+/**
+ * The request body as the protocol reads it. Stopping early (a 413) must not destroy the
+ * request, whose socket still has to carry the answer; the iterator is made only when read.
+ */
+function chunksOf(req: IncomingMessage): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> };
+}
 
 /**
  * Turns a Node request into the protocol's {@link PollRequest}. Its signal aborts when the
@@ -41,25 +55,25 @@ const TIMEOUT_MARGIN = 1000;
  *
  * @internal Shared with the Express adapter, which is Node http underneath.
  */
-export function toPollRequest<Req extends IncomingMessage>(req: Req, res: ServerResponse, maxWait: number | undefined): PollRequest<Req> {
+export function toPollRequest<Req extends IncomingMessage>(req: Req, res: ServerResponse): PollRequest<Req> {
   const controller = new AbortController();
   res.once('close', () => {
     if (!res.writableFinished) controller.abort(new Error('The client went away'));
   });
   const { body } = req as IncomingMessage & { body?: unknown };
-  const request: PollRequest<Req> = {
+  return {
     method: req.method ?? 'GET',
     url: req.url ?? '/',
     header: (name) => {
       const value = req.headers[name];
       return Array.isArray(value) ? value.join(', ') : value;
     },
-    body: body === undefined ? { chunks: req } : { parsed: body },
+    body: body === undefined ? { chunks: chunksOf(req) } : { parsed: body },
     signal: controller.signal,
     clientKey: req.socket.remoteAddress,
     raw: req,
+    socketTimeout: socketTimeoutOf(req),
   };
-  return maxWait === undefined ? request : { ...request, maxWait };
 }
 
 /**
@@ -87,8 +101,8 @@ export function writeResponse(res: ServerResponse, response: PollResponse): void
  * if headers were not sent yet.
  *
  * A held poll must not be cut by the server's own socket timeout: when `server.timeout` is set
- * and shorter than `maxWait`, waits are clamped to a second below it, and a warning
- * (`LONGPOLL_SERVER_TIMEOUT`) is emitted once.
+ * and shorter than `maxWait`, waits are clamped to answer up to a second before it (at most a
+ * quarter of it), and a process warning with code `LONGPOLL_SERVER_TIMEOUT` is emitted once.
  *
  * @example
  * ```ts
@@ -100,31 +114,18 @@ export function longPoll<T, Req extends IncomingMessage = IncomingMessage>(
   options: NodeLongPollOptions<Req> = {},
 ): NodeLongPollHandler<Req> {
   const protocol = createProtocol(broker, options);
-  const maxWait = options.maxWait ?? 55_000;
-  let warned = false;
-
-  function transportLimit(req: IncomingMessage): number | undefined {
-    const { server } = req.socket as typeof req.socket & { server?: Server };
-    const timeout = server?.timeout ?? 0;
-    if (timeout <= 0 || timeout - TIMEOUT_MARGIN >= maxWait) return undefined;
-    const limit = Math.max(0, timeout - TIMEOUT_MARGIN);
-    if (!warned) {
-      warned = true;
-      process.emitWarning(
-        `server.timeout (${timeout} ms) is shorter than the longest wait (${maxWait} ms): polls now wait at most ${limit} ms. ` +
-          'Set server.timeout to 0 or above maxWait.',
-        { code: 'LONGPOLL_SERVER_TIMEOUT' },
-      );
-    }
-    return limit;
-  }
-
   return (req, res, next) => {
     if (next && !protocol.owns(req.url ?? '/')) {
       next();
       return;
     }
-    const request = toPollRequest(req, res, transportLimit(req));
-    void protocol.handle(request).then((response) => writeResponse(res, response));
+    try {
+      void protocol.handle(toPollRequest(req, res)).then(
+        (response) => writeResponse(res, response),
+        (error: unknown) => writeResponse(res, protocol.failure(error)),
+      );
+    } catch (error) {
+      writeResponse(res, protocol.failure(error));
+    }
   };
 }

@@ -100,8 +100,13 @@ export interface PollRequest<Req> {
   readonly clientKey: string | undefined;
   /** The framework's own request, handed to `authorize` and `clientKey`. */
   readonly raw: Req;
-  /** The transport's own limit on a held request, in milliseconds (Node's `server.timeout`). */
-  readonly maxWait?: number;
+  /**
+   * The transport's own idle timeout on the connection, in milliseconds (Node's
+   * `server.timeout`); `0` or absent for none. When it is shorter than the wait, the protocol
+   * answers a little before it, so that a held poll is answered rather than cut, and warns once
+   * (`LONGPOLL_SERVER_TIMEOUT`).
+   */
+  readonly socketTimeout?: number;
 }
 
 /** What the adapter writes back. */
@@ -124,6 +129,11 @@ export interface Protocol<Req> {
   owns(url: string): boolean;
   /** Answers a request. Never rejects. */
   handle(request: PollRequest<Req>): Promise<PollResponse>;
+  /**
+   * The problem answer for an error an adapter caught around `handle` (a last resort: a
+   * {@link LongPollError} keeps its status, anything else is a 500 that says nothing more).
+   */
+  failure(error: unknown): PollResponse;
 }
 
 const DEFAULT_CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
@@ -143,6 +153,8 @@ const TITLES: Readonly<Record<number, string>> = {
 const JSON_TYPE = 'application/json; charset=utf-8';
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 const nothing = (): void => {};
+/** Held polls answer this much (at most a quarter of the timeout) before a socket timeout. */
+const TIMEOUT_MARGIN = 1000;
 /** One serialised body per result object: polls woken together share both. */
 const bodies = new WeakMap<PollResult<unknown>, string>();
 
@@ -234,9 +246,26 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   option(Number.isFinite(maxWait) && maxWait >= 0, 'maxWait', maxWait);
   option(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
   const allow = publish ? 'GET, POST' : 'GET';
+  let warned = false;
+
+  /** The longest wait a transport with this socket timeout lets a poll hold. */
+  function transportLimit(socketTimeout: number | undefined): number {
+    if (socketTimeout === undefined || !(socketTimeout > 0)) return Number.POSITIVE_INFINITY;
+    const limit = socketTimeout - Math.min(TIMEOUT_MARGIN, socketTimeout / 4);
+    if (limit < maxWait && !warned) {
+      warned = true;
+      // Node only passes a socket timeout; other runtimes may have no process object.
+      globalThis.process?.emitWarning?.(
+        `server.timeout (${socketTimeout} ms) is shorter than the longest wait (${maxWait} ms): polls now wait at most ` +
+          `${limit} ms. Set server.timeout to 0 or above maxWait.`,
+        { code: 'LONGPOLL_SERVER_TIMEOUT' },
+      );
+    }
+    return limit;
+  }
 
   async function poll(request: PollRequest<Req>, channel: string, search: string): Promise<PollResponse> {
-    const limitWait = Math.min(maxWait, request.maxWait ?? Number.POSITIVE_INFINITY);
+    const limitWait = Math.min(maxWait, transportLimit(request.socketTimeout));
     const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
       defaultWait: Math.min(defaultWait, limitWait),
       maxWait: limitWait,
@@ -292,6 +321,12 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     };
   }
 
+  function failure(error: unknown): PollResponse {
+    const known = LongPollError.from(error);
+    // The rest of an oversized body is not read: close rather than parse it as a next request.
+    return problem(known, known.code === 'payload_too_large' ? { connection: 'close' } : {});
+  }
+
   async function answer(request: PollRequest<Req>): Promise<PollResponse> {
     const { pathname, search } = pathOf(request.url);
     const segment = segmentOf(pathname, prefix);
@@ -313,10 +348,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       try {
         return await answer(request);
       } catch (error) {
-        const failure = LongPollError.from(error);
-        const headers: Record<string, string> = failure.code === 'payload_too_large' ? { connection: 'close' } : {};
-        return problem(failure, headers);
+        return failure(error);
       }
     },
+    failure,
   };
 }

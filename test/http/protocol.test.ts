@@ -311,6 +311,21 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(broker.stats().messages).toBe(0);
     });
 
+    it('answers 413 to a large upload, chunked or not, without resetting the connection', async () => {
+      const { server, broker } = await start({ publish: true });
+      const body = Buffer.alloc(1_000_000, 'z');
+      const uploads: Record<string, string | number>[] = [
+        { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        { 'content-type': 'application/json', 'content-length': body.byteLength },
+      ];
+      for (const headers of uploads) {
+        const response = await hold(server.url('room'), { method: 'POST', headers, body }).answer;
+        expect(response?.status).toBe(413);
+        expect(JSON.parse(response!.text)).toMatchObject({ code: 'payload_too_large' });
+      }
+      expect(broker.stats().messages).toBe(0);
+    });
+
     it('accepts a chunked body under the limit', async () => {
       const { server } = await start({ publish: true });
       const response = await hold(server.url('room'), {
