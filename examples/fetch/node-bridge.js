@@ -1,0 +1,54 @@
+// Serves a WHATWG fetch handler, `(Request, info) => Promise<Response>`, on node:http: what Deno,
+// Bun and workers do natively. Two details matter for long polling: the Request's signal must
+// abort when the client goes away (so its held poll and lease are freed at once), and the
+// socket's address goes in `info.remoteAddr` (the limiter's per-client key).
+import { createServer } from 'node:http';
+import { Readable } from 'node:stream';
+
+/** A node:http server answering every request with `handler`. */
+export function serve(handler) {
+  return createServer((req, res) => {
+    void answer(handler, req, res);
+  });
+}
+
+async function answer(handler, req, res) {
+  const gone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort(new Error('The client went away'));
+  });
+  let request;
+  try {
+    // Joined as text, so that a path such as `//host/x` stays a path.
+    const url = new URL(`http://${req.headers.host ?? 'localhost'}${req.url}`);
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    request = new Request(url, {
+      method: req.method,
+      headers,
+      body: hasBody ? Readable.toWeb(req) : null,
+      duplex: 'half',
+      signal: gone.signal,
+    });
+  } catch {
+    res.writeHead(400, { 'content-type': 'text/plain' }).end('Bad request\n');
+    return;
+  }
+  try {
+    const response = await handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } });
+    if (res.destroyed) {
+      await response.body?.cancel();
+      return;
+    }
+    // A flat [name, value, name, value…] list keeps repeated headers such as Set-Cookie.
+    res.writeHead(response.status, [...response.headers].flat());
+    // Long-poll answers are small and complete: no need to stream them.
+    res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
+  } catch (error) {
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('Internal error\n');
+    else res.destroy(error);
+  }
+}

@@ -1,0 +1,81 @@
+// The async-job pattern on Koa: `POST /jobs` starts a job and answers 202 at once; the client
+// long-polls the job's channel and is answered the moment the job completes.
+//
+//   curl -X POST http://127.0.0.1:3000/jobs
+//     → 202 {"id":"…","channel":"job:…","cursor":"…","poll":"/channels/job:…?cursor=…"}
+//   curl 'http://127.0.0.1:3000/channels/job:…?cursor=…'   held until the job is done
+//
+// JOB_MS sets how long a job takes (default 2000 ms); PORT the port (PORT=0: a free one).
+import { randomUUID } from 'node:crypto';
+import Koa from 'koa';
+import { Broker, ConnectionLimiter } from 'longpoll-kit';
+import { longPoll } from 'longpoll-kit/koa';
+
+const JOB_MS = Number(process.env.JOB_MS ?? 2000);
+const PREFIX = '/channels';
+
+const broker = new Broker({ capacity: 10, maxAge: 300_000 });
+const running = new Set();
+
+/** Stands in for real work (a report, an export, a video): it finishes after JOB_MS. */
+function runJob(id, channel) {
+  const timer = setTimeout(() => {
+    running.delete(timer);
+    const result = { id, status: 'done', finishedAt: new Date().toISOString() };
+    broker.publish(channel, result).catch((error) => console.error(`job ${id}: could not publish its completion`, error));
+  }, JOB_MS);
+  running.add(timer);
+}
+
+const app = new Koa();
+
+app.use(async (ctx, next) => {
+  if (ctx.path !== '/jobs') return next();
+  if (ctx.method !== 'POST') {
+    ctx.status = 405;
+    ctx.set('Allow', 'POST');
+    return;
+  }
+  const id = randomUUID();
+  const channel = `job:${id}`;
+  // The cursor is taken before the job starts, so a job that finishes before the client's
+  // first poll is still delivered: the poll returns the completion at once instead of
+  // waiting for a message that was already published.
+  const { cursor } = await broker.read(channel);
+  runJob(id, channel);
+  const poll = `${PREFIX}/${encodeURIComponent(channel)}?cursor=${encodeURIComponent(cursor)}`;
+  ctx.status = 202;
+  ctx.set('Location', poll);
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = { id, channel, cursor, poll };
+});
+
+app.use(
+  longPoll(broker, {
+    prefix: PREFIX,
+    limiter: new ConnectionLimiter({ perClient: 6 }),
+    // Only the server publishes (`publish` is off), and clients may poll job channels only.
+    // The id is a random UUID: knowing a channel means having started the job, or being told.
+    authorize: (_ctx, { channel }) => channel.startsWith('job:'),
+  }),
+);
+
+const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
+  const { port } = server.address();
+  console.log(`longpoll-kit jobs example on http://127.0.0.1:${port}/jobs`);
+  console.log(`  start a job: curl -X POST 'http://127.0.0.1:${port}/jobs'`);
+  console.log(`  then poll the "poll" URL it answers with until the job is done`);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const timer of running) clearTimeout(timer);
+    // Held polls are answered first (503 shutting_down), then the server stops listening.
+    // Keep-alive clients may hold connections that never carried a request, which close()
+    // leaves open: drop whatever is left after a second.
+    void broker.close().then(() => {
+      server.close();
+      setTimeout(() => server.closeAllConnections(), 1000).unref();
+    });
+  });
+}
