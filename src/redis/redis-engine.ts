@@ -1,0 +1,253 @@
+import type { Redis } from 'ioredis';
+import pTimeout from 'p-timeout';
+import { monotonicFactory, ulid } from 'ulid';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from '../engine.js';
+import { LongPollError } from '../errors.js';
+import { appendScript, readScript, type Script } from './scripts.js';
+
+/** Options of {@link RedisEngine}. */
+export interface RedisEngineOptions {
+  /**
+   * Your ioredis client. The engine runs its commands on it and never closes it; it opens one
+   * more connection of its own, `redis.duplicate()`, to listen for other instances' messages.
+   *
+   * So that a publish fails at once while Redis is down, instead of waiting in ioredis' offline
+   * queue and perhaps succeeding later, create it with `enableOfflineQueue: false` and
+   * `maxRetriesPerRequest: 0`.
+   * @example
+   * ```ts
+   * new Redis(process.env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+   * ```
+   */
+  redis: Redis;
+  /**
+   * Prepended to every key and to the notification channel. Instances that serve the same
+   * channels must use the same prefix; unrelated applications on one Redis, different ones.
+   * @default 'lp:'
+   */
+  prefix?: string;
+  /**
+   * Messages kept per channel; the oldest go first.
+   * @default 1000
+   */
+  capacity?: number;
+  /**
+   * How long a message is kept, in milliseconds, by Redis' clock. `Infinity` keeps messages
+   * until `capacity` pushes them out.
+   * @default 300_000
+   */
+  maxAge?: number;
+  /**
+   * How long one Redis command may take, in milliseconds, before the publish or poll fails with
+   * `unavailable` (HTTP 503). A command that timed out may still run later if your client queues
+   * it, which is one more reason for `enableOfflineQueue: false`.
+   * @default 3_000
+   */
+  timeout?: number;
+}
+
+const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
+/** A channel's bookkeeping outlives its newest message by this much, so cursors keep working. */
+const META_GRACE = 86_400_000;
+
+/** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
+function tagOf(channel: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < channel.length; i++) {
+    hash ^= channel.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0).toString(36);
+}
+
+function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
+  if (!valid) throw new LongPollError('invalid_option', `RedisEngine option ${name} must be ${expected}, got ${String(value)}`);
+}
+
+type StreamEntry = [id: string, fields: string[]];
+type AppendReply = [epoch: string, id: string, trimmed: number, expired: number];
+type ReadReply =
+  | [status: 'expired', epoch: string, floor: string, expired: number]
+  | [status: 'ok', epoch: string, last: string, expired: number, entries: StreamEntry[]];
+
+/**
+ * History in Redis Streams, shared by every instance on the same Redis and prefix: any instance
+ * can answer any client from its cursor, so a load balancer needs no sticky sessions.
+ *
+ * Each channel is one stream, `{prefix}{channel}:history`, plus a small hash with its epoch.
+ * One Lua script appends, trims by `capacity` and `maxAge` and publishes a notification on
+ * `{prefix}appended`, atomically; each instance listens there on one connection of its own
+ * (`redis.duplicate()`) and, after every reconnect, reads every channel with held polls again,
+ * so a notification lost in an outage costs latency, never a message.
+ *
+ * A cursor names the channel's epoch and a stream entry id. When Redis lost a channel's history
+ * (a flush, a restart without persistence) or trimmed past the cursor, reads fail with
+ * `cursor_expired` and `earliestCursor`, never with a silent gap. For the same guarantee across
+ * a Redis crash, run Redis with `appendonly yes` and `appendfsync always`.
+ *
+ * While Redis is unreachable, `append` and `read` fail with `unavailable` (HTTP 503 with
+ * `Retry-After`) within `timeout`; nothing is reported as published that Redis did not store.
+ *
+ * `stats()` and `retains()` describe nothing: the history lives in Redis, shared by all
+ * instances (ask Redis, e.g. `XLEN`).
+ *
+ * @example
+ * ```ts
+ * import { Redis } from 'ioredis';
+ * import { Broker } from 'longpoll-kit';
+ * import { RedisEngine } from 'longpoll-kit/redis';
+ *
+ * const redis = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+ * const broker = new Broker({ engine: new RedisEngine({ redis, capacity: 1000, maxAge: 300_000 }) });
+ * ```
+ */
+export class RedisEngine implements Engine {
+  /** Messages kept per channel. */
+  readonly capacity: number;
+  /** How long a message is kept, in milliseconds. */
+  readonly maxAge: number;
+  /** The prefix of every key and of the notification channel. */
+  readonly prefix: string;
+
+  readonly #redis: Redis;
+  readonly #timeout: number;
+  readonly #notifications: string;
+  /** Tells this instance's notifications from the others'. */
+  readonly #instance = ulid();
+  readonly #nextId = monotonicFactory();
+  #listener: EngineListener | undefined;
+  #subscriber: Redis | undefined;
+
+  /**
+   * @example
+   * ```ts
+   * const engine = new RedisEngine({ redis, prefix: 'chat:', capacity: 100, maxAge: 60_000 });
+   * ```
+   */
+  constructor(options: RedisEngineOptions) {
+    const { redis, prefix = 'lp:', capacity = 1000, maxAge = 300_000, timeout = 3_000 } = options ?? {};
+    assertOption(typeof redis?.duplicate === 'function', 'redis', redis, 'an ioredis client');
+    assertOption(typeof prefix === 'string', 'prefix', prefix, 'a string');
+    assertOption(Number.isSafeInteger(capacity) && capacity > 0, 'capacity', capacity, 'a positive integer');
+    assertOption(typeof maxAge === 'number' && maxAge > 0, 'maxAge', maxAge, 'a positive number of milliseconds');
+    assertOption(typeof timeout === 'number' && timeout > 0, 'timeout', timeout, 'a positive number of milliseconds');
+    this.#redis = redis;
+    this.prefix = prefix;
+    this.capacity = capacity;
+    this.maxAge = maxAge;
+    this.#timeout = timeout;
+    this.#notifications = `${prefix}appended`;
+  }
+
+  /** Starts listening for other instances' appends; polls work at once, wake-ups once it listens. */
+  attach(listener: EngineListener): void {
+    if (this.#listener) throw new LongPollError('invalid_option', 'This engine already serves a broker');
+    this.#listener = listener;
+    // Resubscribing is ours to do, so that the channels with waiters are read again only once
+    // the subscription is back: a message in between would otherwise wake nobody.
+    const subscriber = this.#redis.duplicate({ autoResubscribe: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.#subscriber = subscriber;
+    // Outages reach callers through their own commands; the subscriber just reconnects.
+    subscriber.on('error', () => {});
+    subscriber.on('ready', () => void this.#listen(subscriber));
+    subscriber.on('message', (_channel: string, payload: string) => {
+      const colon = payload.indexOf(':');
+      if (payload.slice(0, colon) !== this.#instance) listener.appended(payload.slice(colon + 1));
+    });
+    if (subscriber.status === 'wait') subscriber.connect().catch(() => {});
+  }
+
+  async #listen(subscriber: Redis): Promise<void> {
+    try {
+      await subscriber.subscribe(this.#notifications);
+    } catch {
+      return; // the connection dropped again; its next 'ready' retries
+    }
+    this.#listener?.resync();
+  }
+
+  /** Appends `json` to `channel`'s stream, trims it and notifies every instance, in one script. */
+  async append(channel: string, json: string): Promise<PublishedMessage> {
+    const id = this.#nextId();
+    const [epoch, entry, trimmed, expired] = (await this.#run(appendScript, channel, [
+      this.capacity,
+      id,
+      json,
+      this.#notifications,
+      `${this.#instance}:${channel}`,
+    ])) as AppendReply;
+    if (expired > 0) this.#listener?.evicted(channel, expired, 'maxAge');
+    if (trimmed > 0) this.#listener?.evicted(channel, trimmed, 'capacity');
+    this.#listener?.appended(channel);
+    const message = this.#message(channel, entry, id, json);
+    return { ...message, cursor: this.#cursor(epoch, channel, entry) };
+  }
+
+  /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
+  async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
+    let epoch = '';
+    let position = '';
+    if (cursor !== undefined) {
+      const parts = CURSOR.exec(cursor);
+      if (!parts) throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+      if (parts[2] !== tagOf(channel)) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
+      epoch = parts[1]!;
+      position = parts[3]!;
+    }
+    const reply = (await this.#run(readScript, channel, [epoch, position, limit])) as ReadReply;
+    if (reply[3] > 0) this.#listener?.evicted(channel, reply[3], 'maxAge');
+    if (reply[0] === 'expired') {
+      throw new LongPollError('cursor_expired', 'Messages after the cursor are gone; resume from earliestCursor', {
+        earliestCursor: this.#cursor(reply[1], channel, reply[2]),
+      });
+    }
+    const [, current, last, , entries] = reply;
+    const messages = entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!));
+    const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
+    return { messages, cursor: this.#cursor(current, channel, next) };
+  }
+
+  /** Always `false`: the history lives in Redis, shared by every instance. */
+  retains(_channel: string): boolean {
+    return false;
+  }
+
+  /** Always zero: the history lives in Redis, shared by every instance. */
+  stats(): EngineStats {
+    return { channels: 0, messages: 0 };
+  }
+
+  /** Closes the connection the engine opened; your client stays open. */
+  async close(): Promise<void> {
+    this.#subscriber?.disconnect();
+    this.#subscriber = undefined;
+  }
+
+  /** Runs a script for one channel with the prologue's arguments, bounded by `timeout`. */
+  async #run(script: Script, channel: string, args: readonly (string | number)[]): Promise<unknown> {
+    const base = `${this.prefix}{${channel}}:`;
+    const maxAge = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) : 0;
+    const metaTtl = maxAge > 0 ? maxAge + META_GRACE : 0;
+    try {
+      return await pTimeout(script.run(this.#redis, [`${base}history`, `${base}meta`], [maxAge, ulid().slice(10, 20), metaTtl, ...args]), {
+        milliseconds: this.#timeout,
+        message: `Redis did not answer within ${this.#timeout} ms`,
+      });
+    } catch (error) {
+      throw new LongPollError('unavailable', 'The message store is unavailable; try again shortly', { cause: error, retryAfter: 1 });
+    }
+  }
+
+  #message(channel: string, entry: string, id: string, json: string): Message {
+    return Object.freeze({
+      id,
+      channel,
+      data: JSON.parse(json) as JsonValue,
+      publishedAt: new Date(Number(entry.slice(0, entry.indexOf('-')))).toISOString(),
+    });
+  }
+
+  #cursor(epoch: string, channel: string, entry: string): Cursor {
+    return `${epoch}.${tagOf(channel)}.${entry}`;
+  }
+}

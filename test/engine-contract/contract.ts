@@ -1,0 +1,309 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LongPollError, type Engine, type EngineListener, type EvictReason } from 'longpoll-kit';
+
+/** How the contract suite makes engines of one kind. */
+export interface EngineFixture {
+  /** A new engine. Engines of a shared fixture see one history, like instances on one Redis. */
+  engine(options?: { capacity?: number; maxAge?: number }): Engine;
+  /** Whether engines made by `engine()` share one history. */
+  readonly shared: boolean;
+  /** Loses every history, as a flush or a restart without persistence does. */
+  loseHistory(): Promise<void>;
+  /** Deletes one channel's stored history behind the engines' backs, where there is such a thing. */
+  deleteChannel?: (channel: string) => Promise<void>;
+}
+
+/** What a listener heard. */
+interface Heard {
+  appended: string[];
+  resyncs: number;
+  evicted: { channel: string; count: number; reason: EvictReason }[];
+}
+
+function listenTo(engine: Engine): Heard {
+  const heard: Heard = { appended: [], resyncs: 0, evicted: [] };
+  const listener: EngineListener = {
+    appended: (channel) => heard.appended.push(channel),
+    resync: () => heard.resyncs++,
+    evicted: (channel, count, reason) => heard.evicted.push({ channel, count, reason }),
+  };
+  void engine.attach(listener);
+  return heard;
+}
+
+async function failure(promise: Promise<unknown>): Promise<LongPollError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(LongPollError);
+  return error as LongPollError;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits, at most `ms`, until `check` holds. */
+async function eventually(check: () => boolean, ms = 2_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check() && Date.now() < deadline) await sleep(5);
+  expect(check()).toBe(true);
+}
+
+const json = (value: unknown) => JSON.stringify(value);
+
+/**
+ * Registers the engine contract (DESIGN.md, "Engines"): ordering, cursors, expiry by count and
+ * by age, epochs, concurrent appends and wake-ups, for the engines `fixture` makes.
+ */
+export function engineContract(name: string, fx: EngineFixture): void {
+  describe(`${name}: the engine contract`, () => {
+    const open: Engine[] = [];
+    let serial = 0;
+    /** A channel no other test touches, on a shared Redis too. */
+    const channel = () => `contract:${Date.now().toString(36)}:${++serial}`;
+    const make = (options?: { capacity?: number; maxAge?: number }) => {
+      const engine = fx.engine(options);
+      open.push(engine);
+      return engine;
+    };
+
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((engine) => engine.close()));
+    });
+
+    describe('ordering', () => {
+      it('returns messages in publish order, with ULID ids that sort in that order', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        const before = Date.now();
+        for (let i = 0; i < 20; i++) await engine.append(room, json({ n: i }));
+        const { messages } = await engine.read(room, undefined, 100);
+        expect(messages.map((m) => m.data)).toEqual(Array.from({ length: 20 }, (_, n) => ({ n })));
+        const ids = messages.map((m) => m.id);
+        expect(ids.every((id) => /^[0-9A-HJKMNP-TV-Z]{26}$/.test(id))).toBe(true);
+        expect([...ids].sort()).toEqual(ids);
+        for (const message of messages) {
+          expect(message.channel).toBe(room);
+          expect(new Date(message.publishedAt).toISOString()).toBe(message.publishedAt);
+          expect(Date.parse(message.publishedAt)).toBeGreaterThanOrEqual(before - 1_000);
+          expect(Date.parse(message.publishedAt)).toBeLessThanOrEqual(Date.now() + 1_000);
+        }
+      });
+
+      it('returns what append returned, as a copy of the JSON', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        const published = await engine.append(room, json({ text: 'hi', list: [1, null, 'x'] }));
+        const { messages } = await engine.read(room, undefined, 10);
+        expect(messages).toHaveLength(1);
+        const { cursor: _cursor, ...message } = published;
+        expect(messages[0]).toEqual(message);
+      });
+    });
+
+    describe('cursors', () => {
+      it('gives, on a channel that never existed, a cursor after which its first message is delivered', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        const empty = await engine.read(room, undefined, 10);
+        expect(empty.messages).toEqual([]);
+        expect(empty.cursor).toMatch(/^[A-Za-z0-9._~-]+$/);
+        await engine.append(room, json('first'));
+        const next = await engine.read(room, empty.cursor, 10);
+        expect(next.messages.map((m) => m.data)).toEqual(['first']);
+      });
+
+      it('resumes exactly after the cursor, in pages of `limit`, without repeating or skipping', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        for (let i = 0; i < 10; i++) await engine.append(room, json(i));
+        const seen: unknown[] = [];
+        let cursor: string | undefined;
+        for (let page = 0; page < 5; page++) {
+          const batch = await engine.read(room, cursor, 3);
+          expect(batch.messages.length).toBeLessThanOrEqual(3);
+          seen.push(...batch.messages.map((m) => m.data));
+          cursor = batch.cursor;
+        }
+        expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        const idle = await engine.read(room, cursor, 3);
+        expect(idle.messages).toEqual([]);
+        await engine.append(room, json(10));
+        expect((await engine.read(room, idle.cursor, 3)).messages.map((m) => m.data)).toEqual([10]);
+      });
+
+      it('resumes just after a published message from the cursor append returned', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        await engine.append(room, json('a'));
+        const b = await engine.append(room, json('b'));
+        await engine.append(room, json('c'));
+        await engine.append(room, json('d'));
+        expect((await engine.read(room, b.cursor, 10)).messages.map((m) => m.data)).toEqual(['c', 'd']);
+      });
+
+      it('rejects garbage cursors with invalid_cursor', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        await engine.append(room, json(1));
+        for (const garbage of ['garbage', '0', '...', 'a.b.c', '%00', ' ', 'x'.repeat(300)]) {
+          expect((await failure(engine.read(room, garbage, 10))).code).toBe('invalid_cursor');
+        }
+      });
+
+      it("rejects another channel's cursor with invalid_cursor", async () => {
+        const engine = make();
+        listenTo(engine);
+        const [a, b] = [channel(), channel()];
+        const fromA = await engine.append(a, json('a'));
+        await engine.append(b, json('b'));
+        const error = await failure(engine.read(b, fromA.cursor, 10));
+        expect(error.code).toBe('invalid_cursor');
+        expect(error.status).toBe(400);
+      });
+    });
+
+    describe('expiry by count', () => {
+      it('keeps the newest `capacity` messages and tells the listener what left', async () => {
+        const engine = make({ capacity: 3 });
+        const heard = listenTo(engine);
+        const room = channel();
+        for (let i = 1; i <= 5; i++) await engine.append(room, json(i));
+        expect((await engine.read(room, undefined, 10)).messages.map((m) => m.data)).toEqual([3, 4, 5]);
+        const evicted = heard.evicted.filter((e) => e.channel === room && e.reason === 'capacity');
+        expect(evicted.reduce((sum, e) => sum + e.count, 0)).toBe(2);
+      });
+
+      it('fails a cursor whose next messages were pushed out with cursor_expired and a resumable earliestCursor', async () => {
+        const engine = make({ capacity: 3 });
+        listenTo(engine);
+        const room = channel();
+        const first = await engine.append(room, json(1));
+        const second = await engine.append(room, json(2));
+        for (let i = 3; i <= 5; i++) await engine.append(room, json(i));
+        const error = await failure(engine.read(room, first.cursor, 10));
+        expect(error.code).toBe('cursor_expired');
+        expect(error.status).toBe(410);
+        expect(error.earliestCursor).toEqual(expect.any(String));
+        expect((await engine.read(room, error.earliestCursor, 10)).messages.map((m) => m.data)).toEqual([3, 4, 5]);
+        // Nothing after the second message was lost: that cursor still resumes.
+        expect((await engine.read(room, second.cursor, 10)).messages.map((m) => m.data)).toEqual([3, 4, 5]);
+      });
+    });
+
+    describe('expiry by age', () => {
+      it('never returns a message older than maxAge, and fails a cursor before it with cursor_expired', async () => {
+        const engine = make({ maxAge: 300 });
+        listenTo(engine);
+        const room = channel();
+        const start = await engine.read(room, undefined, 10);
+        await engine.append(room, json('old'));
+        await sleep(200);
+        const fresh = await engine.append(room, json('fresh'));
+        await sleep(150); // 'old' is now about 350 ms old, 'fresh' about 150 ms
+        expect((await engine.read(room, undefined, 10)).messages.map((m) => m.data)).toEqual(['fresh']);
+        const error = await failure(engine.read(room, start.cursor, 10));
+        expect(error.code).toBe('cursor_expired');
+        expect((await engine.read(room, error.earliestCursor, 10)).messages.map((m) => m.data)).toEqual(['fresh']);
+
+        await sleep(250); // now 'fresh' is gone too
+        expect((await engine.read(room, undefined, 10)).messages).toEqual([]);
+        // A reader that had everything lost nothing: its cursor still resumes.
+        const idle = await engine.read(room, fresh.cursor, 10);
+        expect(idle.messages).toEqual([]);
+        await engine.append(room, json('later'));
+        expect((await engine.read(room, idle.cursor, 10)).messages.map((m) => m.data)).toEqual(['later']);
+      });
+    });
+
+    describe('epochs', () => {
+      it('fails a cursor from a lost history with cursor_expired, never a silent gap', async () => {
+        const before = make();
+        listenTo(before);
+        const room = channel();
+        const seen = await before.append(room, json('seen'));
+        await before.append(room, json('missed'));
+        await fx.loseHistory();
+        const after = make();
+        listenTo(after);
+        await after.append(room, json('new'));
+        const error = await failure(after.read(room, seen.cursor, 10));
+        expect(error.code).toBe('cursor_expired');
+        expect((await after.read(room, error.earliestCursor, 10)).messages.map((m) => m.data)).toEqual(['new']);
+      });
+
+      // Only engines that keep history outside the process can lose one channel's.
+      const { deleteChannel } = fx;
+      if (deleteChannel) {
+        it('fails a cursor before messages whose stored history was deleted with cursor_expired', async () => {
+          const engine = make();
+          listenTo(engine);
+          const room = channel();
+          const seen = await engine.append(room, json('seen'));
+          await engine.append(room, json('missed'));
+          await deleteChannel(room);
+          await engine.append(room, json('new'));
+          const error = await failure(engine.read(room, seen.cursor, 10));
+          expect(error.code).toBe('cursor_expired');
+          expect((await engine.read(room, error.earliestCursor, 10)).messages.map((m) => m.data)).toEqual(['new']);
+        });
+      }
+    });
+
+    describe('concurrent appends', () => {
+      it('gives concurrent appends one unique order that every reader and every cursor agree on', async () => {
+        const engines = fx.shared ? [make(), make()] : [make()];
+        for (const engine of engines) listenTo(engine);
+        const room = channel();
+        const published = await Promise.all(
+          Array.from({ length: 200 }, (_, n) => engines[n % engines.length]!.append(room, json(n))),
+        );
+        const { messages } = await engines[0]!.read(room, undefined, 1000);
+        expect(messages).toHaveLength(200);
+        expect(new Set(messages.map((m) => m.id)).size).toBe(200);
+        expect(new Set(messages.map((m) => m.data)).size).toBe(200);
+        // Each engine's own appends keep their call order and id order.
+        for (let e = 0; e < engines.length; e++) {
+          const own = messages.filter((m) => (m.data as number) % engines.length === e);
+          expect(own.map((m) => m.data)).toEqual([...own.map((m) => m.data)].sort((x, y) => (x as number) - (y as number)));
+          expect(own.map((m) => m.id)).toEqual([...own.map((m) => m.id)].sort());
+        }
+        // Every published cursor resumes exactly after its own message, in that one order.
+        const order = messages.map((m) => m.id);
+        for (const message of published.filter((_, n) => n % 17 === 0)) {
+          const after = await engines[1 % engines.length]!.read(room, message.cursor, 1000);
+          expect(after.messages.map((m) => m.id)).toEqual(order.slice(order.indexOf(message.id) + 1));
+        }
+      });
+    });
+
+    describe('wake-ups', () => {
+      it('tells its listener about its own appends', async () => {
+        const engine = make();
+        const heard = listenTo(engine);
+        const room = channel();
+        await engine.append(room, json(1));
+        await eventually(() => heard.appended.includes(room));
+      });
+
+      if (fx.shared) {
+        it('tells its listener about appends made through another instance', async () => {
+          const [a, b] = [make(), make()];
+          listenTo(a);
+          const heard = listenTo(b);
+          await eventually(() => heard.resyncs > 0, 5_000); // b listens
+          const room = channel();
+          await a.append(room, json('hello'));
+          await eventually(() => heard.appended.includes(room));
+          expect((await b.read(room, undefined, 10)).messages.map((m) => m.data)).toEqual(['hello']);
+        });
+      }
+    });
+  });
+}
