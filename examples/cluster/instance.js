@@ -1,0 +1,43 @@
+// One longpoll-kit instance on a shared Redis: what you run N times behind a load balancer.
+//
+//   REDIS_URL=redis://127.0.0.1:6379 PORT=3001 node examples/cluster/instance.js
+//
+// Every instance serves GET /channels/:name (held polls) and POST /channels/:name (publish)
+// from the same history, so a client may land on any instance at every poll.
+import { createServer } from 'node:http';
+import { Redis } from 'ioredis';
+import { Broker } from 'longpoll-kit';
+import { longPoll } from 'longpoll-kit/node';
+import { RedisEngine } from 'longpoll-kit/redis';
+
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+  // Fail a publish at once while Redis is down (HTTP 503) instead of queueing it.
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  // Reconnect quickly after an outage: at most half a second between attempts.
+  retryStrategy: (attempt) => Math.min(attempt * 50, 500),
+});
+let down = false;
+redis.on('error', (error) => {
+  if (!down) console.error(`redis: ${error.message}`);
+  down = true;
+});
+redis.on('ready', () => (down = false));
+
+const broker = new Broker({ engine: new RedisEngine({ redis, prefix: process.env.PREFIX ?? 'lp:', capacity: 1000, maxAge: 300_000 }) });
+const server = createServer(longPoll(broker, { prefix: '/channels', publish: true }));
+
+server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  console.log(`${process.env.NAME ?? 'instance'} on http://127.0.0.1:${port}/channels/`);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    void broker.close().then(() => {
+      server.close();
+      server.closeAllConnections();
+      redis.disconnect();
+    });
+  });
+}
