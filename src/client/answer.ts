@@ -1,0 +1,80 @@
+import type { Cursor, Message } from '../engine.js';
+import { retryAfterMs } from './retry-after.js';
+
+/** What one poll's answer means for the subscription. */
+export type PollOutcome<T> =
+  /** 200 with messages or `timedOut`, or a 204/304 timeout: deliver, then poll from `cursor`. */
+  | { readonly kind: 'messages'; readonly messages: readonly Message<T>[]; readonly cursor: Cursor }
+  /** 410 `cursor_expired`: resume from `earliestCursor` (everything retained when absent). */
+  | { readonly kind: 'reset'; readonly earliestCursor: Cursor | undefined }
+  /** Anything else: retried (after `retryAfter` when the server said) unless `fatal`. */
+  | {
+      readonly kind: 'failure';
+      readonly message: string;
+      readonly status: number;
+      readonly code: string | undefined;
+      readonly fatal: boolean;
+      readonly retryAfter: number | undefined;
+    };
+
+interface PollBody<T> {
+  messages: Message<T>[];
+  cursor: Cursor;
+}
+
+interface ProblemBody {
+  code?: unknown;
+  detail?: unknown;
+  earliestCursor?: unknown;
+}
+
+/** Statuses that mean "try again later"; every other 4xx would get the same answer again. */
+const RETRIED_CLIENT_ERRORS = new Set([408, 425, 429]);
+
+/** The statuses whose body the client reads: the timeout styles 204 and 304 have none. */
+export function hasBody(status: number): boolean {
+  return status !== 204 && status !== 304;
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isPollBody<T>(body: unknown): body is PollBody<T> {
+  if (typeof body !== 'object' || body === null) return false;
+  const { messages, cursor } = body as Partial<PollBody<T>>;
+  return Array.isArray(messages) && typeof cursor === 'string' && messages.every((m) => typeof m?.id === 'string');
+}
+
+/** Reads one answer of the HTTP protocol (DESIGN.md, "HTTP protocol"). */
+export function readAnswer<T>(status: number, headers: Headers, text: string): PollOutcome<T> {
+  const headerCursor = headers.get('longpoll-cursor');
+  if ((status === 204 || status === 304) && headerCursor) return { kind: 'messages', messages: [], cursor: headerCursor };
+  if (status === 200) {
+    const body = parse(text);
+    if (isPollBody<T>(body)) return { kind: 'messages', messages: body.messages, cursor: body.cursor };
+  }
+  const problem = (parse(text) ?? {}) as ProblemBody;
+  if (status === 410) {
+    const earliest = problem.earliestCursor;
+    return { kind: 'reset', earliestCursor: typeof earliest === 'string' && earliest !== '' ? earliest : undefined };
+  }
+  const code = typeof problem.code === 'string' ? problem.code : undefined;
+  const detail = typeof problem.detail === 'string' ? `: ${problem.detail}` : '';
+  if (status >= 200 && status < 400) {
+    // A success without a cursor would have the client poll the same position forever.
+    return { kind: 'failure', message: `The server's ${status} answer is not a poll result`, status, code, fatal: false, retryAfter: undefined };
+  }
+  return {
+    kind: 'failure',
+    message: `The server answered ${status}${detail}`,
+    status,
+    code,
+    fatal: status >= 400 && status < 500 && !RETRIED_CLIENT_ERRORS.has(status),
+    retryAfter: status === 429 || status === 503 ? retryAfterMs(headers.get('retry-after')) : undefined,
+  };
+}

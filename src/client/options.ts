@@ -1,0 +1,124 @@
+import { LongPollError } from '../errors.js';
+import type { Cursor } from '../engine.js';
+
+/**
+ * The `fetch` the client calls: the global one, or any function with its shape for the parts
+ * the client uses (a proxy-aware fetch, a test double, undici's).
+ */
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+/** Backoff after network errors and 5xx answers. Durations are milliseconds. */
+export interface BackoffOptions {
+  /**
+   * The ceiling of the first retry's random delay; each consecutive failure doubles it.
+   * @default 1_000
+   */
+  initial?: number;
+  /**
+   * The ceiling no retry's delay exceeds.
+   * @default 30_000
+   */
+  max?: number;
+}
+
+/**
+ * Options of {@link subscribe}. Durations are milliseconds (the wire's `wait` is seconds).
+ *
+ * @example
+ * ```ts
+ * subscribe<Chat>('/channels/room:1', {
+ *   cursor: sessionStorage.getItem('cursor') ?? undefined,
+ *   headers: () => ({ authorization: `Bearer ${token()}` }),
+ *   backoff: { initial: 500, max: 10_000 },
+ * });
+ * ```
+ */
+export interface SubscribeOptions {
+  /**
+   * Resume just after this cursor (one a previous subscription's `cursor` gave you). Without
+   * one, the server first sends everything it retains on the channel.
+   * @default undefined
+   */
+  cursor?: Cursor;
+  /**
+   * How long the server may hold each poll, sent as `wait` in seconds. The server clamps it to
+   * its own maximum (55 s by default).
+   * @default 25_000
+   */
+  wait?: number;
+  /**
+   * The most messages per answer, sent as `limit` (the server clamps it to 1000). While an
+   * iterator reads the subscription, no more than fit in its buffer are asked for.
+   * @default 100
+   */
+  limit?: number;
+  /**
+   * How much longer than `wait` a request may take before the client gives up on it (a dead
+   * connection, a proxy that swallowed the answer), aborts it and retries with backoff.
+   * @default 5_000
+   */
+  timeoutMargin?: number;
+  /**
+   * The `fetch` to call: inject one for tests, proxies or runtimes without a global fetch.
+   * @default globalThis.fetch
+   */
+  fetch?: Fetch;
+  /**
+   * Headers sent with every poll, or a function called before each poll (for a token that
+   * changes).
+   * @default undefined
+   */
+  headers?: HeadersInit | (() => HeadersInit);
+  /**
+   * Aborting it closes the subscription, like {@link Subscription.close}.
+   * @default undefined
+   */
+  signal?: AbortSignal;
+  /**
+   * Exponential backoff with full jitter after network errors, timeouts and 5xx answers: the
+   * n-th consecutive failure waits a random time between 0 and `min(max, initial × 2ⁿ⁻¹)`. A
+   * success resets it. A 429 or 503 with `Retry-After` waits exactly what the server asked.
+   * @default { initial: 1_000, max: 30_000 }
+   */
+  backoff?: BackoffOptions;
+  /**
+   * How many messages the async iterator buffers for a slow reader. When it is full, polling
+   * pauses until the reader catches up: nothing is dropped.
+   * @default 100
+   */
+  bufferSize?: number;
+}
+
+/** Every option resolved to its value or default. */
+export interface ResolvedOptions {
+  readonly cursor: Cursor | undefined;
+  readonly wait: number;
+  readonly limit: number;
+  readonly timeoutMargin: number;
+  readonly fetch: Fetch | undefined;
+  readonly headers: HeadersInit | (() => HeadersInit) | undefined;
+  readonly signal: AbortSignal | undefined;
+  readonly backoff: { readonly initial: number; readonly max: number };
+  readonly bufferSize: number;
+}
+
+function check(valid: boolean, name: string, rule: string, value: unknown): void {
+  if (!valid) throw new LongPollError('invalid_option', `subscribe option ${name} must be ${rule}, got ${String(value)}`);
+}
+
+const isDuration = (value: number) => Number.isFinite(value) && value >= 0;
+
+/** Applies the defaults; throws `invalid_option` for a value that cannot work. */
+export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
+  const { cursor, wait = 25_000, limit = 100, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
+  const { initial = 1_000, max = 30_000 } = options.backoff ?? {};
+  check(cursor === undefined || typeof cursor === 'string', 'cursor', 'a string', cursor);
+  check(isDuration(wait), 'wait', 'a number of milliseconds >= 0', wait);
+  check(Number.isSafeInteger(limit) && limit >= 1, 'limit', 'a positive integer', limit);
+  check(isDuration(timeoutMargin), 'timeoutMargin', 'a number of milliseconds >= 0', timeoutMargin);
+  check(fetch === undefined || typeof fetch === 'function', 'fetch', 'a function', fetch);
+  check(Number.isFinite(initial) && initial > 0, 'backoff.initial', 'a number of milliseconds > 0', initial);
+  check(Number.isFinite(max) && max >= initial, 'backoff.max', 'a number of milliseconds >= backoff.initial', max);
+  check(Number.isSafeInteger(bufferSize) && bufferSize >= 1, 'bufferSize', 'a positive integer', bufferSize);
+  return { cursor, wait, limit, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
+}

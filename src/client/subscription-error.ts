@@ -1,0 +1,25 @@
+/**
+ * Why a poll failed. A `fatal` one closes the subscription (400, 401, 403, 404 and the other
+ * client errors: retrying would get the same answer); any other is retried after `retryIn`.
+ */
+export class SubscriptionError extends Error {
+  /** Always `'SubscriptionError'`, set explicitly so it survives minification. */
+  override readonly name = 'SubscriptionError';
+  /** The HTTP status, when the server answered; `undefined` for a network error or a timeout. */
+  readonly status: number | undefined;
+  /** The problem's `code` (e.g. `'limit_exceeded'`), when the server sent problem+json. */
+  readonly code: string | undefined;
+  /** Whether the subscription closes because of it. */
+  readonly fatal: boolean;
+  /** When it is retried: the delay before the next attempt, in milliseconds. */
+  readonly retryIn: number | undefined;
+
+  /** @internal */
+  constructor(message: string, details: { status?: number; code?: string; fatal: boolean; retryIn?: number; cause?: unknown }) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.status = details.status;
+    this.code = details.code;
+    this.fatal = details.fatal;
+    this.retryIn = details.retryIn;
+  }
+}

@@ -1,0 +1,304 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type Fetch, type Message, subscribe, type Subscription, type SubscriptionError } from 'longpoll-kit/client';
+
+// The client's timing and its reading of answers, with fake timers and a scripted fetch that
+// behaves like a server: it answers each request with the next step of its script, and once
+// the script is exhausted it holds the request until it is aborted (as a long poll would), so
+// no test can spin in an endless re-poll loop. Real servers: client.test.ts.
+
+type Step = Response | Error | ((signal: AbortSignal) => Promise<Response>);
+
+interface Call {
+  url: URL;
+  at: number;
+  signal: AbortSignal;
+  headers: Headers;
+}
+
+function scriptedFetch(steps: Step[]): Fetch & { calls: Call[] } {
+  const calls: Call[] = [];
+  const fetch = async (url: string, init: RequestInit) => {
+    const signal = init.signal!;
+    calls.push({ url: new URL(url), at: Date.now(), signal, headers: new Headers(init.headers) });
+    const step = steps.shift();
+    if (step instanceof Response) return step;
+    if (step instanceof Error) throw step;
+    if (step) return step(signal);
+    return new Promise<Response>((_, reject) => {
+      if (signal.aborted) reject(signal.reason as Error);
+      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+    });
+  };
+  return Object.assign(fetch, { calls });
+}
+
+const message = (id: string, data: number): Message<number> => ({ id, channel: 'room', data, publishedAt: '2026-01-01T00:00:00.000Z' });
+const answer = (messages: Message<number>[], cursor: string) => Response.json({ messages, cursor, timedOut: messages.length === 0 });
+const problem = (status: number, code: string, headers: Record<string, string> = {}, extra = {}) =>
+  Response.json({ type: 'about:blank', title: code, status, detail: code, code, ...extra }, { status, headers });
+const refused = () => new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 127.0.0.1:9') });
+
+const URL_ = 'http://127.0.0.1:9/channels/room';
+const subs: Subscription<number>[] = [];
+function start(fetch: Fetch, options: Parameters<typeof subscribe>[1] = {}) {
+  const sub = subscribe<number>(URL_, { fetch, ...options });
+  subs.push(sub);
+  const seen = { messages: [] as number[], errors: [] as SubscriptionError[], resets: [] as (string | undefined)[], opened: 0 };
+  sub.on('message', (m) => seen.messages.push(m.data));
+  sub.on('error', (e) => seen.errors.push(e));
+  sub.on('reset', (e) => seen.resets.push(e.earliestCursor));
+  sub.on('open', () => seen.opened++);
+  return { sub, seen };
+}
+
+const gaps = (calls: Call[]) => calls.slice(1).map((call, i) => call.at - calls[i]!.at);
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  for (const sub of subs.splice(0)) sub.close();
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe('backoff after network errors and 5xx', () => {
+  it('grows exponentially from 1 s and is capped at 30 s by default', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.999);
+    const fetch = scriptedFetch(Array.from({ length: 8 }, refused));
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(125_000); // 1 + 2 + 4 + 8 + 16 + 30 + 30 + 30 s, and a bit
+    expect(fetch.calls).toHaveLength(9);
+    const ceilings = [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000];
+    expect(seen.errors.map((e) => e.retryIn)).toEqual(ceilings.map((c) => c * 0.999));
+    expect(gaps(fetch.calls)).toEqual(ceilings.map((c) => Math.round(c * 0.999)));
+    expect(seen.errors.every((e) => !e.fatal && e.status === undefined)).toBe(true);
+    expect(seen.errors[0]!.message).toMatch(/ECONNREFUSED/);
+  });
+
+  it('waits a uniformly random part of each ceiling (full jitter)', async () => {
+    const random = vi.spyOn(Math, 'random');
+    for (const r of [0.1, 0.9, 0.5, 0]) random.mockReturnValueOnce(r);
+    const fetch = scriptedFetch([refused(), refused(), refused(), refused()]);
+    start(fetch);
+    await vi.advanceTimersByTimeAsync(10_000);
+    // ceilings 1, 2, 4 and 8 s: 0.1 × 1000, 0.9 × 2000, 0.5 × 4000, then 0 (the next tick)
+    expect(gaps(fetch.calls).slice(0, 3)).toEqual([100, 1800, 2000]);
+    expect(gaps(fetch.calls)[3]).toBeLessThanOrEqual(1);
+  });
+
+  it('takes its initial delay and cap from the backoff option', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([problem(500, 'internal'), new Response('bad gateway', { status: 502 }), refused(), refused(), refused()]);
+    const { seen } = start(fetch, { backoff: { initial: 100, max: 250 } });
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(gaps(fetch.calls)).toEqual([50, 100, 125, 125, 125]);
+    expect(seen.errors.slice(0, 2)).toMatchObject([
+      { status: 500, code: 'internal', fatal: false },
+      { status: 502, code: undefined, fatal: false },
+    ]);
+  });
+
+  it('starts again from the initial delay after a success', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([refused(), refused(), refused(), answer([message('01A', 1)], 'c1'), refused(), refused()]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(20_000);
+    // 500, 1000, 2000; the success; an immediate re-poll that fails; then 500 and 1000 again
+    expect(gaps(fetch.calls)).toEqual([500, 1000, 2000, 0, 500, 1000]);
+    expect(seen.messages).toEqual([1]);
+    expect(seen.opened).toBe(1);
+  });
+
+  it('never lets a retry or a request timer outlive close()', async () => {
+    const fetch = scriptedFetch([refused()]);
+    const { sub } = start(fetch);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(vi.getTimerCount()).toBeGreaterThan(0); // the backoff's sleep
+    sub.close();
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(fetch.calls).toHaveLength(1);
+  });
+});
+
+describe('Retry-After', () => {
+  it.each([429, 503])('waits exactly the seconds a %i asks for, then polls again', async (status) => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.999);
+    const fetch = scriptedFetch([problem(status, status === 429 ? 'limit_exceeded' : 'shutting_down', { 'retry-after': '3' })]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(fetch.calls).toHaveLength(1);
+    expect(seen.errors).toMatchObject([{ status, fatal: false, retryIn: 3000 }]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetch.calls).toHaveLength(2);
+  });
+
+  it('reads an HTTP date, and falls back to the backoff without a header', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const inFiveSeconds = new Date(Date.now() + 5000).toUTCString();
+    const fetch = scriptedFetch([problem(503, 'unavailable', { 'retry-after': inFiveSeconds }), problem(503, 'unavailable'), refused()]);
+    start(fetch);
+    await vi.advanceTimersByTimeAsync(10_000);
+    // 5 s as dated (to the second); then 0.5 × 1 s: a Retry-After does not count as a backoff step
+    expect(gaps(fetch.calls)[0]).toBeGreaterThan(4000);
+    expect(gaps(fetch.calls)[0]).toBeLessThanOrEqual(5000);
+    expect(gaps(fetch.calls).slice(1)).toEqual([500, 1000]);
+  });
+});
+
+describe('the request deadline', () => {
+  it('abandons a request `timeoutMargin` after the wait, aborts it, and retries with backoff', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([]);
+    const { seen } = start(fetch, { wait: 1000, timeoutMargin: 500, backoff: { initial: 20, max: 20 } });
+    await vi.advanceTimersByTimeAsync(1499);
+    expect(seen.errors).toEqual([]);
+    expect(fetch.calls[0]!.signal.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetch.calls[0]!.signal.aborted).toBe(true); // not left running
+    expect(seen.errors).toMatchObject([{ fatal: false, retryIn: 10, message: expect.stringContaining('No answer within 1500 ms') }]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(fetch.calls).toHaveLength(2);
+    expect(fetch.calls[1]!.url.searchParams.get('wait')).toBe('1');
+  });
+
+  it('is cleared as soon as the answer is read', async () => {
+    const fetch = scriptedFetch([answer([], 'c1')]);
+    start(fetch, { wait: 1000, timeoutMargin: 500 });
+    await vi.advanceTimersByTimeAsync(0);
+    // The first request's deadline is gone; only the second, held request's one is left.
+    expect(fetch.calls).toHaveLength(2);
+    expect(vi.getTimerCount()).toBe(1);
+    expect(fetch.calls[0]!.signal.aborted).toBe(true); // released: its connection is free
+  });
+});
+
+describe('answers', () => {
+  it('de-duplicates messages by id, also across a reset', async () => {
+    const fetch = scriptedFetch([
+      answer([message('01A', 1), message('01B', 2)], 'c2'),
+      answer([message('01B', 2), message('01C', 3)], 'c3'),
+      problem(410, 'cursor_expired', {}, { earliestCursor: 'c0' }),
+      answer([message('01A', 1), message('01B', 2), message('01C', 3), message('01D', 4)], 'c4'),
+    ]);
+    const { sub, seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seen.messages).toEqual([1, 2, 3, 4]);
+    expect(seen.resets).toEqual(['c0']);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual([null, 'c2', 'c3', 'c0', 'c4']);
+    expect(sub.cursor).toBe('c4');
+  });
+
+  it('rehydrates from everything retained after a 410 that names no earliest cursor', async () => {
+    const fetch = scriptedFetch([problem(410, 'cursor_expired')]);
+    const { seen } = start(fetch, { cursor: 'old' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seen.resets).toEqual([undefined]);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual(['old', null]);
+  });
+
+  it('moves its cursor with the Longpoll-Cursor header of 204 and 304 timeouts', async () => {
+    const fetch = scriptedFetch([
+      new Response(null, { status: 204, headers: { 'longpoll-cursor': 'c1' } }),
+      new Response(null, { status: 304, headers: { 'longpoll-cursor': 'c2' } }),
+    ]);
+    const { sub, seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual([null, 'c1', 'c2']);
+    expect(sub.cursor).toBe('c2');
+    expect(seen.opened).toBe(1);
+  });
+
+  it('retries, with backoff, a success that is not a poll result', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([new Response('<html>captive portal</html>', { status: 200 }), answer([], 'c1')]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(499);
+    expect(fetch.calls).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetch.calls).toHaveLength(3); // the retry succeeded; the next poll is held
+    expect(seen.errors).toMatchObject([{ status: 200, fatal: false, retryIn: 500 }]);
+    expect(seen.opened).toBe(1);
+  });
+
+  it('sends wait in seconds, the limit, and fresh headers with every poll', async () => {
+    let token = 0;
+    const fetch = scriptedFetch([answer([], 'c1')]);
+    start(fetch, { wait: 1500, limit: 7, headers: () => ({ authorization: `Bearer ${++token}` }) });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetch.calls.map((c) => c.headers.get('authorization'))).toEqual(['Bearer 1', 'Bearer 2']);
+    expect(fetch.calls[0]!.headers.get('accept')).toBe('application/json');
+    expect(fetch.calls[0]!.url.search).toBe('?wait=1.5&limit=7');
+  });
+});
+
+describe('closing', () => {
+  it('stops at once when a message listener closes it, without moving its cursor past the batch', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1), message('01B', 2), message('01C', 3)], 'c3')]);
+    const { sub, seen } = start(fetch, { cursor: 'c0' });
+    sub.on('message', () => sub.close());
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(seen.messages).toEqual([1]);
+    expect(sub.cursor).toBe('c0'); // resuming repeats a message rather than skipping two
+    expect(fetch.calls).toHaveLength(1);
+  });
+
+  it('aborts the request in flight and emits close once, on close() or its signal', async () => {
+    const fetch = scriptedFetch([]);
+    const controller = new AbortController();
+    const { sub } = start(fetch, { signal: controller.signal });
+    const closed = vi.fn();
+    sub.on('close', closed);
+    await vi.advanceTimersByTimeAsync(0);
+    controller.abort();
+    expect(fetch.calls[0]!.signal.aborted).toBe(true);
+    sub.close();
+    expect(closed).toHaveBeenCalledOnce();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('closes without a request when its signal is already aborted', async () => {
+    const fetch = scriptedFetch([]);
+    const { sub } = start(fetch, { signal: AbortSignal.abort() });
+    const closed = vi.fn();
+    sub.on('close', closed);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(closed).toHaveBeenCalledOnce();
+    expect(fetch.calls).toHaveLength(0);
+  });
+
+  it('ends a for-await loop after the buffered messages, and throws a fatal error there', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1), message('01B', 2)], 'c2'), problem(401, 'unauthorized')]);
+    const { sub, seen } = start(fetch);
+    const read: number[] = [];
+    const loop = (async () => {
+      for await (const m of sub) read.push(m.data);
+    })();
+    const outcome = expect(loop).rejects.toMatchObject({ status: 401, code: 'unauthorized', fatal: true });
+    await vi.advanceTimersByTimeAsync(0);
+    await outcome;
+    expect(read).toEqual([1, 2]);
+    expect(seen.errors).toHaveLength(1);
+    expect(fetch.calls).toHaveLength(2);
+    expect(() => sub[Symbol.asyncIterator]()).toThrow(/only once/);
+  });
+
+  it('reports a listener that throws without stopping the others', async () => {
+    const reported: unknown[] = [];
+    vi.stubGlobal('reportError', (error: unknown) => reported.push(error));
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1')]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    const seen: number[] = [];
+    sub.on('message', () => {
+      throw new Error('a bug in the page');
+    });
+    sub.on('message', (m) => seen.push(m.data));
+    await vi.advanceTimersByTimeAsync(0);
+    vi.unstubAllGlobals();
+    expect(seen).toEqual([1]);
+    expect(reported).toMatchObject([{ message: 'a bug in the page' }]);
+    expect(sub.closed).toBe(false);
+  });
+});

@@ -1,0 +1,334 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { subscribe, type Message, type Subscription, SubscriptionError } from 'longpoll-kit/client';
+import { Broker, LongPollError } from '../src/index.js';
+import { ADAPTERS, type AdapterName, type AnyOptions, startServer, type TestServer } from './support/servers.js';
+
+// The client against real servers of every adapter, over real sockets on 127.0.0.1. Timing
+// (backoff, Retry-After, deadlines) is specified with fake timers in client-timing.test.ts.
+//
+// "No socket held" is asserted on the socket that carried the poll. After an abort, Node 20's
+// fetch (undici 6) also opens one spare connection that never carries a request and closes
+// after its 4 s keep-alive timeout (nodejs/undici#5845); that is undici's, not the client's.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+/** Resolves when `check` holds, looking every 5 ms; fails after `ms`. */
+async function until(check: () => boolean, ms = 2000, what = 'the condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * What the server saw: every request, when it came, whether its answer is still open, and
+ * whether the socket that carried it is still connected.
+ */
+interface RequestLog {
+  readonly requests: { url: URL; at: number; open: boolean; connected: boolean }[];
+  open(): number;
+}
+
+function logRequests(server: TestServer): RequestLog {
+  const requests: RequestLog['requests'] = [];
+  server.server.on('request', (req: IncomingMessage, res) => {
+    const entry = { url: new URL(req.url ?? '/', server.origin), at: Date.now(), open: true, connected: true };
+    requests.push(entry);
+    res.once('close', () => (entry.open = false));
+    req.socket.once('close', () => (entry.connected = false));
+  });
+  return { requests, open: () => requests.filter((r) => r.open).length };
+}
+
+
+async function serve<T>(
+  adapter: AdapterName,
+  broker: Broker<T>,
+  options: AnyOptions = {},
+): Promise<TestServer & RequestLog> {
+  const server = await startServer(adapter, broker, options);
+  cleanups.push(async () => {
+    await server.close();
+    await broker.close();
+  });
+  return Object.assign(server, logRequests(server));
+}
+
+function track<T>(sub: Subscription<T>): Subscription<T> {
+  cleanups.push(() => sub.close());
+  return sub;
+}
+
+function collect<T>(sub: Subscription<T>) {
+  const seen = { messages: [] as T[], errors: [] as SubscriptionError[], resets: [] as (string | undefined)[], opened: 0, closed: 0 };
+  sub.on('message', (m) => seen.messages.push(m.data));
+  sub.on('error', (e) => seen.errors.push(e));
+  sub.on('reset', (e) => seen.resets.push(e.earliestCursor));
+  sub.on('open', () => seen.opened++);
+  sub.on('close', () => seen.closed++);
+  return seen;
+}
+
+describe.each(ADAPTERS)('the client against the %s adapter', (adapter) => {
+  it('delivers every message in publish order, to listeners and to the async iterator', async () => {
+    const broker = new Broker<number>();
+    const server = await serve(adapter, broker);
+    const sub = track(subscribe<number>(server.url('room'), { wait: 5000, limit: 3 }));
+    const seen = collect(sub);
+    const read: number[] = [];
+    const reading = (async () => {
+      for await (const message of sub) {
+        read.push(message.data);
+        if (read.length === 20) break; // leaving the loop closes the subscription
+      }
+    })();
+    await until(() => seen.opened === 1 || broker.stats().waiters === 1, 2000, 'the first poll');
+    for (let i = 0; i < 20; i++) {
+      await broker.publish('room', i);
+      if (i % 7 === 0) await delay(5); // some messages arrive held, some as a backlog
+    }
+    await reading;
+    expect(read).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(seen.messages).toEqual(read);
+    expect(seen.errors).toEqual([]);
+    expect(sub.closed).toBe(true);
+    expect(seen.closed).toBe(1);
+    expect(server.requests.every((r) => Number(r.url.searchParams.get('limit')) <= 3)).toBe(true);
+    await until(() => broker.stats().waiters === 0 && server.open() === 0, 500, 'no held poll');
+  });
+
+  it('resumes from the cursor of an earlier subscription, with nothing repeated or skipped', async () => {
+    const broker = new Broker<string>();
+    const server = await serve(adapter, broker);
+    await broker.publish('room', 'a');
+    await broker.publish('room', 'b');
+    const first = track(subscribe<string>(server.url('room'), { wait: 5000 }));
+    const before = collect(first);
+    await until(() => before.messages.length === 2);
+    first.close();
+    await broker.publish('room', 'c');
+    await broker.publish('room', 'd');
+
+    const second = track(subscribe<string>(server.url('room'), { wait: 5000, cursor: first.cursor }));
+    const after = collect(second);
+    await until(() => after.messages.length === 2);
+    await broker.publish('room', 'e');
+    await until(() => after.messages.length === 3);
+    expect(before.messages).toEqual(['a', 'b']);
+    expect(after.messages).toEqual(['c', 'd', 'e']);
+    expect(second.cursor).not.toBe(first.cursor);
+  });
+
+  it('emits reset and then new messages when the server restarts with a fresh memory engine', async () => {
+    const first = new Broker<number>();
+    const before = await startServer(adapter, first);
+    const { port } = before.server.address() as AddressInfo;
+    const sub = track(subscribe<number>(before.url('room'), { wait: 5000, backoff: { initial: 20, max: 100 } }));
+    const seen = collect(sub);
+    await first.publish('room', 1);
+    await until(() => seen.messages.length === 1);
+    const staleCursor = sub.cursor;
+
+    await before.close(); // the process "dies": held poll and sockets cut
+    await first.close();
+    const second = new Broker<number>();
+    await second.publish('room', 2); // published after the restart, before the client is back
+    const after = await startServer(adapter, second); // a new process with a new history...
+    await after.close();
+    after.server.listen(port, '127.0.0.1'); // ...on the same port
+    await once(after.server, 'listening');
+    cleanups.push(async () => {
+      await after.close();
+      await second.close();
+    });
+
+    await until(() => seen.messages.length === 2, 5000, 'the rehydration');
+    expect(seen.resets).toHaveLength(1);
+    expect(seen.resets[0]).toEqual(expect.any(String));
+    expect(seen.resets[0]).not.toBe(staleCursor);
+    expect(seen.errors.length).toBeGreaterThan(0); // the outage, retried
+    expect(seen.errors.every((e) => !e.fatal)).toBe(true);
+    await second.publish('room', 3);
+    await until(() => seen.messages.length === 3);
+    expect(seen.messages).toEqual([1, 2, 3]);
+    expect(sub.closed).toBe(false);
+  });
+
+  it('leaves no request, waiter or socket held on the server after close()', async () => {
+    const broker = new Broker<number>();
+    const server = await serve(adapter, broker);
+    const sub = track(subscribe<number>(server.url('room'), { wait: 20_000 }));
+    const seen = collect(sub);
+    await until(() => broker.stats().waiters === 1, 2000, 'the held poll');
+    sub.close();
+    expect(seen.closed).toBe(1);
+    await until(() => broker.stats().waiters === 0 && server.open() === 0, 200, 'the poll released');
+    await until(() => !server.requests[0]!.connected, 200, 'its socket closed');
+    expect(server.requests).toHaveLength(1);
+    expect(seen.errors).toEqual([]);
+  });
+
+  it('leaves no request, waiter or socket held on the server after its AbortSignal aborts', async () => {
+    const broker = new Broker<number>();
+    const server = await serve(adapter, broker);
+    const controller = new AbortController();
+    const sub = track(subscribe<number>(server.url('room'), { wait: 20_000, signal: controller.signal }));
+    const seen = collect(sub);
+    await until(() => broker.stats().waiters === 1, 2000, 'the held poll');
+    controller.abort();
+    expect(sub.closed).toBe(true);
+    expect(seen.closed).toBe(1);
+    await until(() => broker.stats().waiters === 0 && server.open() === 0, 200, 'the poll released');
+    await until(() => !server.requests[0]!.connected, 200, 'its socket closed');
+    await delay(50);
+    expect(server.requests).toHaveLength(1); // and it did not poll again
+  });
+
+  it.each([
+    [400, 'invalid_cursor', {}, { cursor: 'not-a-cursor' }],
+    [401, 'unauthorized', { authorize: (): Promise<boolean> => Promise.reject(new LongPollError('unauthorized', 'Who are you?')) }, {}],
+    [403, 'forbidden', { authorize: (): boolean => false }, {}],
+  ] as const)('does not retry a %i: error fires, the subscription closes, the loop throws', async (status, code, serverOptions, clientOptions) => {
+    const broker = new Broker<number>();
+    const server = await serve(adapter, broker, serverOptions);
+    const sub = track(subscribe<number>(server.url('room'), { ...clientOptions, backoff: { initial: 1, max: 1 } }));
+    const seen = collect(sub);
+    const loop = (async () => {
+      for await (const _ of sub) {
+        // nothing arrives
+      }
+    })();
+    await expect(loop).rejects.toMatchObject({ name: 'SubscriptionError', status, code, fatal: true });
+    expect(sub.closed).toBe(true);
+    expect(seen.errors).toHaveLength(1);
+    expect(seen.errors[0]).toBeInstanceOf(SubscriptionError);
+    expect(seen.closed).toBe(1);
+    await delay(30);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('does not retry a 404 (a URL outside the prefix)', async () => {
+    const broker = new Broker<number>();
+    const server = await serve(adapter, broker);
+    const sub = track(subscribe<number>(`${server.url('room')}/deeper`, { backoff: { initial: 1, max: 1 } }));
+    const seen = collect(sub);
+    await until(() => sub.closed);
+    expect(seen.errors).toMatchObject([{ status: 404, fatal: true }]);
+    await delay(30);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('waits out the Retry-After of a 429, then gets its poll in', async () => {
+    const broker = new Broker<number>();
+    const { ConnectionLimiter } = await import('../src/index.js');
+    const server = await serve(adapter, broker, { limiter: new ConnectionLimiter({ perClient: 1 }) });
+    const holder = track(subscribe<number>(server.url('a'), { wait: 20_000 }));
+    await until(() => broker.stats().waiters === 1, 2000, 'the first poll');
+    const sub = track(subscribe<number>(server.url('b'), { wait: 20_000, backoff: { initial: 1, max: 1 } }));
+    const seen = collect(sub);
+    await until(() => seen.errors.length === 1);
+    const [refused] = seen.errors;
+    expect(refused).toMatchObject({ status: 429, code: 'limit_exceeded', fatal: false });
+    expect([1000, 2000]).toContain(refused!.retryIn); // the limiter says 1 or 2 s
+    holder.close();
+    const attempts = () => server.requests.filter((r) => r.url.pathname.endsWith('/b'));
+    await until(() => attempts().length === 2 && broker.stats().waiters === 1, 3000, 'the retried poll');
+    const [refusedAt, retriedAt] = attempts().map((r) => r.at);
+    expect(retriedAt! - refusedAt!).toBeGreaterThanOrEqual(refused!.retryIn! - 50);
+    expect(seen.errors).toHaveLength(1);
+  });
+});
+
+describe('the client against a real server', () => {
+  it.each([204, 304] as const)('follows the Longpoll-Cursor header through %i timeouts', async (timeoutStatus) => {
+    const broker = new Broker<number>();
+    const server = await serve('node', broker, { timeoutStatus });
+    await broker.publish('room', 0);
+    const sub = track(subscribe<number>(server.url('room'), { wait: 100 }));
+    const seen = collect(sub);
+    await until(() => seen.messages.length === 1);
+    await until(() => server.requests.length >= 4, 2000, 'a few timeouts');
+    await broker.publish('room', 1);
+    await until(() => seen.messages.length === 2);
+    expect(seen.messages).toEqual([0, 1]);
+    expect(seen.errors).toEqual([]);
+    // Every re-poll after a timeout came at once and carried the header's cursor.
+    const cursors = server.requests.slice(1).map((r) => r.url.searchParams.get('cursor'));
+    expect(cursors.every((cursor) => cursor !== null && cursor !== '')).toBe(true);
+  });
+
+  it('re-polls at once after a 200 timeout', async () => {
+    const broker = new Broker<number>();
+    const server = await serve('node', broker);
+    const sub = track(subscribe<number>(server.url('room'), { wait: 100 }));
+    const seen = collect(sub);
+    await until(() => server.requests.length >= 4, 2000, 'a few timeouts');
+    sub.close();
+    const gaps = server.requests.slice(1, 4).map((r, i) => r.at - server.requests[i]!.at);
+    // The server answers after 100 ms minus up to 1/16 of jitter; the client comes straight back.
+    expect(gaps.every((gap) => gap >= 90 && gap < 250)).toBe(true);
+    expect(seen.opened).toBe(1);
+  });
+
+  it('pauses polling while the iterator buffer is full, and drops nothing', async () => {
+    const broker = new Broker<number>();
+    const server = await serve('node', broker);
+    for (let i = 0; i < 10; i++) await broker.publish('room', i);
+    const sub = track(subscribe<number>(server.url('room'), { wait: 5000, bufferSize: 3 }));
+    const iterator = sub[Symbol.asyncIterator]();
+    await until(() => server.requests.length === 1 && server.open() === 0);
+    await delay(100);
+    // One answer filled the buffer: no second request until the reader makes room.
+    expect(server.requests).toHaveLength(1);
+    expect(server.requests[0]!.url.searchParams.get('limit')).toBe('3');
+    const read: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const next = await iterator.next();
+      read.push((next.value as Message<number>).data);
+    }
+    expect(read).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect(server.requests.every((r) => Number(r.url.searchParams.get('limit')) <= 3)).toBe(true);
+    await iterator.return?.();
+    expect(sub.closed).toBe(true);
+  });
+
+  it('abandons a request the server never answers, aborts it, and retries', async () => {
+    const held: IncomingMessage[] = [];
+    const closed: IncomingMessage[] = [];
+    const silent = createServer((req) => {
+      held.push(req);
+      req.socket.once('close', () => closed.push(req));
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    cleanups.push(async () => {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    });
+    const { port } = silent.address() as AddressInfo;
+    const sub = track(
+      subscribe(`http://127.0.0.1:${port}/channels/room`, { wait: 100, timeoutMargin: 100, backoff: { initial: 10, max: 10 } }),
+    );
+    const seen = collect(sub);
+    await until(() => held.length === 2, 2000, 'the retry');
+    expect(seen.errors[0]).toMatchObject({ fatal: false, message: expect.stringMatching(/No answer within 200 ms/) });
+    await until(() => closed.length === 1, 500, 'the abandoned request closed');
+    sub.close();
+    await until(() => closed.length === 2, 500, 'the second request closed');
+  });
+
+  it('throws invalid_option for an option that cannot work', () => {
+    expect(() => subscribe('http://127.0.0.1:9/channels/room', { wait: -1 })).toThrow(expect.objectContaining({ code: 'invalid_option' }));
+    expect(() => subscribe('http://127.0.0.1:9/channels/room', { backoff: { initial: 1000, max: 10 } })).toThrow(/backoff\.max/);
+    expect(() => subscribe('http://127.0.0.1:9/channels/room', { bufferSize: 0 })).toThrow(/bufferSize/);
+  });
+});
