@@ -60,12 +60,14 @@ export interface HeldRequest {
   destroy(): void;
 }
 
-/** Sends a request over its own socket (no keep-alive), bounded by `timeout` ms. */
+/** Sends a request over its own socket (no keep-alive), bounded by `timeout` ms; the path is sent as written. */
 export function hold(
   url: string,
   options: { method?: string; headers?: Record<string, string | number>; body?: string | Buffer; timeout?: number } = {},
 ): HeldRequest {
-  const request = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers, agent: false });
+  // The path goes out exactly as given: a URL string would be normalised ('/a/../b' → '/b').
+  const { origin, hostname, port } = new URL(url);
+  const request = httpRequest({ hostname, port, path: url.slice(origin.length), method: options.method ?? 'GET', headers: options.headers, agent: false });
   const timer = setTimeout(() => request.destroy(new Error('test request timed out')), options.timeout ?? 5_000);
   const answer = new Promise<{ status: number; headers: IncomingHttpHeaders; text: string } | undefined>((resolve, reject) => {
     let responded = false;
