@@ -145,7 +145,7 @@ describe.each(ADAPTERS)('fuzzing the %s adapter', (adapter) => {
 
         expect(({} as Record<string, unknown>).polluted).toBeUndefined();
       }),
-      { numRuns: RUNS, interruptAfterTimeMs: 20_000 },
+      { numRuns: RUNS, interruptAfterTimeLimit: 20_000 },
     );
     const prototypeAfter = Object.getOwnPropertyNames(Object.prototype)
       .sort()
