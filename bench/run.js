@@ -1,0 +1,115 @@
+/**
+ * `npm run bench` (add `-- --quick` for a run under a minute): longpoll-kit side by side with
+ * raw node:http and with socket.io, faye and express-longpoll, in one run on this machine.
+ * Each turn is a fresh server process and a separate load-generator process on 127.0.0.1;
+ * systems alternate with raw so that machine drift cancels; figures are medians over rounds.
+ * Writes bench/results/latest.{md,svg,json} (quick: quick.*) and, after a full run,
+ * docs/benchmarks.md.
+ */
+import { execSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { measureHistory } from './history.js';
+import { renderMarkdown, renderSvg, summarise } from './report.js';
+import { runTurn } from './turn.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const quick = process.argv.includes('--quick');
+const started = Date.now();
+
+/** The newest modification time under `dir`, in ms. */
+function newest(dir) {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
+
+// The benchmark imports the package by name, which resolves to dist/: make sure it is current.
+const dist = join(root, 'dist');
+if (!existsSync(join(dist, 'index.js')) || !existsSync(join(dist, 'adapters', 'node.js'))) {
+  console.log('bench: dist/ is missing, running npm run build');
+  execSync('npm run -s build', { cwd: root, stdio: 'inherit' });
+} else if (newest(join(root, 'src')) > statSync(join(dist, 'index.js')).mtimeMs) {
+  console.log('bench: src/ is newer than dist/, running npm run build');
+  execSync('npm run -s build', { cwd: root, stdio: 'inherit' });
+} else {
+  console.log('bench: using dist/ (built after the last change to src/)');
+}
+
+/** 15,000 held polls need that many sockets on each side; the hard limit must allow it. */
+const hardLimit = Number(execSync('ulimit -Hn', { shell: '/bin/bash' }).toString().trim());
+const canHold15k = hardLimit === Number.POSITIVE_INFINITY || Number.isNaN(hardLimit) ? true : hardLimit >= 16_000;
+if (!canHold15k) console.log(`bench: the open-file hard limit is ${hardLimit}; skipping N = 15,000`);
+
+const plan = quick
+  ? { rounds: 3, sizes: [1000], latencyRounds: 200, steadyMs: 300, steadyClients: 100, historyRounds: 3, historyPolls: 10_000 }
+  : {
+      rounds: 5,
+      sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000],
+      latencyRounds: 1000,
+      steadyMs: 1000,
+      steadyClients: 100,
+      historyRounds: 5,
+      historyPolls: 20_000,
+    };
+/** Raw comes back every third turn, next to longpoll-kit and to each peer. */
+const ORDER = ['raw', 'kit', 'socket.io', 'raw', 'faye', 'express-longpoll'];
+
+const turns = [];
+for (let round = 0; round < plan.rounds; round++) {
+  for (const system of ORDER) {
+    const t0 = Date.now();
+    let turn;
+    try {
+      turn = await runTurn(system, plan);
+    } catch (error) {
+      // Another process may have been rebuilding dist/ or hogging the CPU: one retry, then fail.
+      console.log(`bench: ${system} failed (${String(error).split('\n')[0]}); retrying once`);
+      turn = await runTurn(system, plan);
+    }
+    turns.push(turn);
+    const largest = turn.sizes[plan.sizes.at(-1)];
+    console.log(
+      `round ${round + 1}/${plan.rounds} ${system.padEnd(16)} ` +
+        `fanout ${Math.round(largest.responsesPerSecond)}/s, ${largest.cpuPerResponse.toFixed(1)} µs CPU/response, ` +
+        `${Math.round(largest.heapPerPoll)} B heap/poll, latency ${turn.latencyMedian.toFixed(0)} µs (${Date.now() - t0} ms)`,
+    );
+  }
+}
+
+console.log('bench: history (in process)');
+const history = await measureHistory({ rounds: plan.historyRounds, polls: plan.historyPolls });
+
+const cpus = os.cpus();
+const machine = {
+  cpu: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}`,
+  memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+  node: process.version,
+};
+const command = quick ? 'npm run bench -- --quick' : 'npm run bench';
+const summary = summarise(turns, plan, history);
+const context = { machine, command, plan, date: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) };
+const markdown = renderMarkdown(summary, context);
+
+const results = join(root, 'bench', 'results');
+mkdirSync(results, { recursive: true });
+const name = quick ? 'quick' : 'latest';
+writeFileSync(join(results, `${name}.md`), markdown);
+writeFileSync(join(results, `${name}.svg`), renderSvg(summary, context));
+writeFileSync(join(results, `${name}.json`), `${JSON.stringify({ context, summary, turns }, null, 2)}\n`);
+if (!quick) {
+  writeFileSync(
+    join(root, 'docs', 'benchmarks.md'),
+    `# Benchmarks\n\nWritten by \`npm run bench\` (bench/run.js); the chart is [bench/results/latest.svg](../bench/results/latest.svg). ` +
+      'How each figure is measured is described in bench/run.js, bench/turn.js and bench/history.js.\n\n' +
+      markdown.replace(/^# .*\n/, ''),
+  );
+}
+console.log(`\n${markdown}`);
+console.log(`bench: wrote bench/results/${name}.md, .svg, .json${quick ? '' : ' and docs/benchmarks.md'} in ${context.seconds} s`);

@@ -1,0 +1,124 @@
+/**
+ * One turn of one system: a fresh server process and a fresh load generator, then every
+ * per-system figure measured in order (memory and fanout at each N, latency, steady state),
+ * then both processes stopped, also on failure.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { asker, whenReady } from './rpc.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+/** The hard open-file limit is 20,000; each side of 15,000 held polls needs that many sockets. */
+const FILES = 19_999;
+
+/** A node child with an IPC channel and a raised open-file limit (set in the same shell). */
+function spawnNode(args) {
+  const command = `ulimit -n ${FILES} && exec "${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`;
+  return spawn('bash', ['-c', command], { cwd: here, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+}
+
+/** @param {import('node:child_process').ChildProcess} child */
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+const percentile = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+};
+
+/**
+ * @param {string} system
+ * @param {{ sizes: number[], latencyRounds: number, steadyMs: number, steadyClients: number }} plan
+ * @param {{ cpuProf?: string }} [options]
+ */
+export async function runTurn(system, plan, options = {}) {
+  const serverArgs = ['--expose-gc', ...(options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : []), 'server.js', system];
+  const server = spawnNode(serverArgs);
+  /** @type {import('node:child_process').ChildProcess | undefined} */
+  let load;
+  try {
+    await whenReady(server, `${system} server`);
+    const askServer = asker(server, `${system} server`);
+    const port = await askServer('port');
+    const connections = Math.max(...plan.sizes, plan.steadyClients) + 300;
+    load = spawnNode(['load.js', system, String(port), String(connections)]);
+    await whenReady(load, `${system} load generator`);
+    const askLoad = asker(load, `${system} load generator`);
+
+    /** Holds `count` polls, publishes once, waits for every answer. */
+    async function fanout(count) {
+      await askLoad('hold', { count }, 120_000);
+      await askServer('waitHeld', { count, timeout: 60_000 }, 70_000);
+      const memory = await askServer('memory');
+      await askLoad('mark');
+      const before = BigInt(await askServer('publish'));
+      const { first, last, errors } = await askLoad('await', { count, timeout: 60_000 }, 70_000);
+      if (process.env.BENCH_DEBUG) console.log(system, count, 'first', Number(BigInt(first) - before) / 1e6, 'last', Number(BigInt(last) - before) / 1e6);
+      const cpu = await askServer('cpu');
+      if (errors.length > 0) throw new Error(`${system}: ${errors.join('; ')}`);
+      const seconds = Number(BigInt(last) - before) / 1e9;
+      return { memory, seconds, cpu };
+    }
+
+    // Warm-up: the code paths compiled and the peers' lazy set-up (faye's handshake) done.
+    await fanout(50);
+
+    const latencies = [];
+    for (let round = 0; round < plan.latencyRounds; round++) {
+      await askLoad('hold', { count: 1 });
+      await askServer('waitHeld', { count: 1, timeout: 10_000 });
+      await askLoad('mark');
+      const before = BigInt(await askServer('publish'));
+      const { last } = await askLoad('await', { count: 1, timeout: 10_000 });
+      latencies.push(Number(BigInt(last) - before) / 1000);
+    }
+
+    const clients = plan.steadyClients;
+    await askLoad('steady', { clients }, 60_000);
+    await askServer('waitHeld', { count: clients, timeout: 30_000 }, 35_000);
+    await askLoad('mark');
+    const published = await askServer('steady', { duration: plan.steadyMs, clients }, plan.steadyMs + 10_000);
+    const { messages, errors } = await askLoad('stop');
+    if (errors.length > 0) throw new Error(`${system} steady state: ${errors.join('; ')}`);
+
+    // The steady-state clients stay held; the fanouts below answer them along with the rest.
+    await askServer('waitHeld', { count: clients, timeout: 30_000 }, 35_000);
+    const base = await askServer('memory');
+    const sizes = {};
+    for (const count of plan.sizes) {
+      const { memory, seconds, cpu } = await fanout(count);
+      sizes[count] = {
+        responsesPerSecond: count / seconds,
+        cpuPerResponse: cpu / count,
+        heapPerPoll: (memory.heapUsed - base.heapUsed) / (count - clients),
+        rssPerPoll: (memory.rss - base.rss) / (count - clients),
+      };
+    }
+
+    return {
+      system,
+      sizes,
+      latencyMedian: median(latencies),
+      latencyP99: percentile(latencies, 99),
+      steadyPerSecond: messages / (plan.steadyMs / 1000),
+      steadyPublished: published,
+    };
+  } finally {
+    // The server first: its side of each socket then takes the TIME_WAIT, not the client ports.
+    await stop(server);
+    if (load) await stop(load);
+  }
+}
+
+export { median };
