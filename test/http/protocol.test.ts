@@ -458,6 +458,27 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       await first.answer;
     });
 
+    it('counts polls under the key clientKey returns', async () => {
+      const limiter = new ConnectionLimiter({ perClient: 1 });
+      const { server, broker } = await start({
+        limiter,
+        clientKey: (request: unknown) => {
+          const headers = adapter === 'fetch' ? (request as Request).headers : undefined;
+          if (headers) return headers.get('x-client-id') ?? undefined;
+          const node = adapter === 'koa' ? (request as { req: IncomingMessage }).req : (request as IncomingMessage);
+          return node.headers['x-client-id'] as string | undefined;
+        },
+      });
+      const a = hold(server.url('room', 'wait=5'), { headers: { 'x-client-id': 'a' } });
+      const b = hold(server.url('room', 'wait=5'), { headers: { 'x-client-id': 'b' } });
+      await until(() => broker.stats().waiters === 2, 'one poll of each client is held');
+      const refused = await send(server.url('room', 'wait=5'), { headers: { 'x-client-id': 'a' } });
+      expect(expectProblem(refused, 429, 'limit_exceeded').limit).toBe('client');
+      a.destroy();
+      b.destroy();
+      await Promise.all([a.answer, b.answer]);
+    });
+
     it.each(['destroying the socket', 'aborting the fetch'])(
       'frees the waiter and the lease within 100 ms of the client %s',
       async (how) => {

@@ -1,0 +1,60 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import Koa from 'koa';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Broker } from '../../src/index.js';
+import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
+import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
+import { json, post, send } from './requests.js';
+
+/** Apps whose own body parser runs before the adapter, as DESIGN allows. */
+const APPS = {
+  express(broker: Broker<unknown>): Server {
+    const app = express();
+    app.use(express.json());
+    app.use('/channels', expressLongPoll(broker, { publish: true }));
+    return createServer(app);
+  },
+  koa(broker: Broker<unknown>): Server {
+    const app = new Koa();
+    // A stand-in for @koa/bodyparser: it reads JSON into ctx.request.body.
+    app.use(async (ctx, next) => {
+      if (ctx.is('application/json')) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of ctx.req) chunks.push(chunk as Buffer);
+        (ctx.request as typeof ctx.request & { body?: unknown }).body = { parsedBy: 'app', ...(JSON.parse(Buffer.concat(chunks).toString()) as object) };
+      }
+      await next();
+    });
+    app.use(koaLongPoll(broker, { prefix: '/channels', publish: true }));
+    const callback = app.callback();
+    return createServer((req, res) => void callback(req, res));
+  },
+};
+
+describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter behind a body parser', (name) => {
+  let broker: Broker<unknown> | undefined;
+  let server: Server | undefined;
+
+  afterEach(async () => {
+    server?.closeAllConnections();
+    if (server) await new Promise((resolve) => server!.close(resolve));
+    await broker?.close();
+  });
+
+  it('publishes the body the app already parsed, as is', async () => {
+    broker = new Broker<unknown>();
+    server = APPS[name](broker).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const response = await post(`${origin}/channels/room`, { text: 'parsed' });
+    expect(response.status).toBe(201);
+    const expected = name === 'koa' ? { parsedBy: 'app', text: 'parsed' } : { text: 'parsed' };
+    expect(json(response).data).toEqual(expected);
+    // A poll on the same app still works: GET has no body for the parser to take.
+    const polled = json<{ messages: { data: unknown }[] }>(await send(`${origin}/channels/room?wait=0`));
+    expect(polled.messages.map((m) => m.data)).toEqual([expected]);
+  });
+});
