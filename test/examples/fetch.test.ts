@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from '../support/example-process.js';
-import { heldPollReceivesPublish, stillPending } from './held-poll.js';
+import { eventually, heldPollReceivesPublish, stillPending } from './held-poll.js';
 
 // Runs the example as a user would, against the built package (dist/).
 let example: RunningExample;
@@ -25,28 +25,31 @@ describe('examples/fetch (the fetch adapter on a node:http bridge)', () => {
     const clients = Array.from({ length: PER_CLIENT }, () => new AbortController());
     const held = clients.map((client, n) => fetch(channel(n), { signal: client.signal }).catch(() => undefined));
     try {
-      expect(await stillPending(Promise.race(held), 300)).toBe('pending');
-
-      // Without info.remoteAddr the fetch adapter has no client key and this would be held.
-      const refused = await fetch(channel(PER_CLIENT), { signal: AbortSignal.timeout(5000) });
-      expect(refused.status).toBe(429);
-      expect(await refused.json()).toMatchObject({ code: 'limit_exceeded', limit: 'client' });
+      // Without info.remoteAddr the fetch adapter has no client key, and this would never be
+      // refused. (Probed with wait=0 until all six held polls have reached the server.)
+      let refused: Response | undefined;
+      const probe = async () => {
+        refused = await fetch(new URL('/channels/probe?wait=0', example.url), { signal: AbortSignal.timeout(5000) });
+        if (refused.status === 429) return true;
+        await refused.body?.cancel();
+        return false;
+      };
+      expect(await eventually(probe)).toBe(true);
+      expect(await refused!.json()).toMatchObject({ code: 'limit_exceeded', limit: 'client' });
+      expect(await stillPending(Promise.race(held), 0)).toBe('pending');
     } finally {
       for (const client of clients) client.abort();
       await Promise.all(held);
     }
 
-    // The bridge aborts the Request's signal on disconnect, so the leases come back: a new
-    // poll is held again (bounded retries while the server notices the closed sockets).
-    let status = 0;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const answer = await fetch(new URL('/channels/cap-again?wait=0', example.url), { signal: AbortSignal.timeout(5000) });
-      status = answer.status;
+    // The bridge aborts the Request's signal on disconnect, so the leases come back and a poll
+    // is answered again (bounded, while the server notices the closed sockets).
+    const answered = async () => {
+      const answer = await fetch(new URL('/channels/probe?wait=0', example.url), { signal: AbortSignal.timeout(5000) });
       await answer.body?.cancel();
-      if (status === 200) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(status).toBe(200);
+      return answer.status === 200;
+    };
+    expect(await eventually(answered, 2000)).toBe(true);
   });
 
   it('stops cleanly on SIGTERM', async () => {

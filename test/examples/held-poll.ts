@@ -53,3 +53,16 @@ export async function heldPollReceivesPublish(channelUrl: string): Promise<void>
   expect(body.timedOut).toBe(false);
   expect(body.messages.map((m) => [m.id, m.data])).toEqual([[message.id, { text: 'hi' }]]);
 }
+
+/**
+ * Waits until `check()` is true, re-checking every 20 ms for at most `ms`; returns whether it
+ * became true. For state that another process reaches asynchronously (a poll being held).
+ */
+export async function eventually(check: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from '../support/example-process.js';
-import { heldPollReceivesPublish, stillPending } from './held-poll.js';
+import { eventually, heldPollReceivesPublish, stillPending } from './held-poll.js';
 
 // Runs the example as a user would, against the built package (dist/).
 let example: RunningExample;
@@ -46,10 +46,10 @@ describe('examples/metrics (prom-client)', () => {
   });
 
   it('shows held polls and leases while they are held, and timeouts after', async () => {
-    const held = fetch(channel('quiet', '?wait=1'), { signal: AbortSignal.timeout(5000) });
-    expect(await stillPending(held, 200)).toBe('pending');
-    const during = await scrape();
-    expect(during('longpoll_held_polls')).toBe(1);
+    const held = fetch(channel('quiet', '?wait=2'), { signal: AbortSignal.timeout(10_000) });
+    let during = await scrape();
+    expect(await eventually(async () => (during = await scrape())('longpoll_held_polls') === 1)).toBe(true);
+    expect(await stillPending(held, 0)).toBe('pending');
     expect(during('longpoll_leases')).toBe(1);
     expect(during('longpoll_lease_clients')).toBe(1);
 
@@ -65,7 +65,7 @@ describe('examples/metrics (prom-client)', () => {
     const clients = Array.from({ length: 6 }, () => new AbortController());
     const held = clients.map((client, n) => fetch(channel(`busy-${n}`, '?wait=20'), { signal: client.signal }).catch(() => undefined));
     try {
-      expect(await stillPending(Promise.race(held), 300)).toBe('pending');
+      expect(await eventually(async () => (await scrape())('longpoll_held_polls') === 6)).toBe(true);
       const refused = await fetch(channel('busy-6', '?wait=20'), { signal: AbortSignal.timeout(5000) });
       expect(refused.status).toBe(429);
       await refused.body?.cancel();

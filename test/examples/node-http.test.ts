@@ -25,7 +25,7 @@ describe('examples/node-http', () => {
 
   it('answers a held poll 503 shutting_down on SIGTERM, then exits cleanly', async () => {
     const held = fetch(new URL('/channels/closing?wait=20', example.url), { signal: AbortSignal.timeout(10_000) });
-    expect(await stillPending(held, 300)).toBe('pending');
+    expect(await stillPending(held, 500)).toBe('pending');
     await example.stop();
     const answer = await held;
     expect(answer.status).toBe(503);
