@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from './support/example-process.js';
 
-// `npm start` runs this example against the built package (dist/, built by `npm install`).
+// The core wired by hand, run against the built package (dist/, built by `npm install`).
 let server: RunningExample;
 beforeAll(async () => {
   server = await startExample('examples/quickstart/server.js');
@@ -10,7 +10,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-describe('npm start (examples/quickstart)', () => {
+describe('examples/quickstart', () => {
   it('prints a URL where a held poll receives a published message', async () => {
     const url = server.url;
     const held = fetch(url, { signal: AbortSignal.timeout(10_000) });

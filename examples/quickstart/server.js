@@ -1,5 +1,5 @@
 // The smallest long-polling server: the core Broker and ConnectionLimiter wired by hand to
-// node:http. It stands in for `npm start` until the HTTP adapters and the chat example land.
+// node:http, without an adapter, to show what an adapter does (`npm start` runs examples/chat).
 //
 //   GET  /channels/:name?cursor=…   holds until a message arrives (25 s at most)
 //   POST /channels/:name            publishes the JSON body
