@@ -29,12 +29,18 @@ function runJob(id, channel) {
 
 const app = new Koa();
 
+/** Errors of this app's own routes, in the same problem+json shape as the channels'. */
+function problem(ctx, status, title, detail) {
+  ctx.status = status;
+  ctx.type = 'application/problem+json';
+  ctx.body = { type: 'about:blank', title, status, detail };
+}
+
 app.use(async (ctx, next) => {
   if (ctx.path !== '/jobs') return next();
   if (ctx.method !== 'POST') {
-    ctx.status = 405;
     ctx.set('Allow', 'POST');
-    return;
+    return problem(ctx, 405, 'Method Not Allowed', 'Start a job with POST /jobs');
   }
   const id = randomUUID();
   const channel = `job:${id}`;
@@ -59,6 +65,8 @@ app.use(
     authorize: (_ctx, { channel }) => channel.startsWith('job:'),
   }),
 );
+
+app.use(async (ctx) => problem(ctx, 404, 'Not Found', 'Start a job with POST /jobs, then poll the URL it answers with'));
 
 const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
   const { port } = server.address();

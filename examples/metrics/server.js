@@ -36,7 +36,8 @@ const server = createServer((req, res) => {
   }
   // With a `next`, requests outside /channels fall through to it.
   channels(req, res, () => {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('Try /channels/<name> or /metrics\n');
+    const problem = { type: 'about:blank', title: 'Not Found', status: 404, detail: 'Try /channels/<name> or /metrics' };
+    res.writeHead(404, { 'content-type': 'application/problem+json' }).end(JSON.stringify(problem));
   });
 });
 

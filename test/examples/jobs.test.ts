@@ -73,6 +73,17 @@ describe('examples/jobs (Koa, the async-job pattern)', () => {
     expect(forged.status).toBe(405);
   });
 
+  it('answers other methods and paths with a problem+json 405 or 404', async () => {
+    const listed = await fetch(new URL('/jobs', example.url), { signal: AbortSignal.timeout(5000) });
+    expect(listed.status).toBe(405);
+    expect(listed.headers.get('allow')).toBe('POST');
+    expect(listed.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await listed.json()).toMatchObject({ status: 405 });
+    const lost = await fetch(new URL('/nowhere', example.url), { signal: AbortSignal.timeout(5000) });
+    expect(lost.status).toBe(404);
+    expect(lost.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
   it('stops cleanly on SIGTERM, with jobs still running', async () => {
     await startJob();
     await example.stop();

@@ -34,6 +34,12 @@ describe('examples/metrics (prom-client)', () => {
     expect(metric('process_cpu_user_seconds_total')).toBeGreaterThanOrEqual(0);
   });
 
+  it('answers paths that are neither with a problem+json 404', async () => {
+    const lost = await fetch(new URL('/nowhere', example.url), { signal: AbortSignal.timeout(5000) });
+    expect(lost.status).toBe(404);
+    expect(lost.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
   it('counts a publish and the held poll it answered', async () => {
     await heldPollReceivesPublish(channel('demo').href);
     const metric = await scrape();
