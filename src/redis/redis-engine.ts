@@ -32,8 +32,9 @@ export interface RedisEngineOptions {
    */
   capacity?: number;
   /**
-   * How long a message is kept, in milliseconds, by Redis' clock. `Infinity` keeps messages
-   * until `capacity` pushes them out.
+   * How long a message is kept, in milliseconds, by Redis' clock. A channel's keys expire
+   * with its newest message (its small epoch hash a day later), so idle channels cost nothing.
+   * `Infinity` keeps messages until `capacity` pushes them out, and keys forever.
    * @default 300_000
    */
   maxAge?: number;

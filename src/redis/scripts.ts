@@ -28,14 +28,13 @@ end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local epoch = redis.call('HGET', meta, 'epoch')
+local state = redis.call('HMGET', meta, 'epoch', 'floor', 'last')
+local epoch, floor, last = state[1], state[2], state[3]
 if not epoch then
-  epoch = newEpoch
-  redis.call('HSET', meta, 'epoch', epoch, 'floor', '0-0', 'last', '0-0')
+  epoch, floor, last = newEpoch, '0-0', '0-0'
+  redis.call('HSET', meta, 'epoch', epoch, 'floor', floor, 'last', last)
 end
 if metaTtl > 0 then redis.call('PEXPIRE', meta, metaTtl) end
-local floor = redis.call('HGET', meta, 'floor')
-local last = redis.call('HGET', meta, 'last')
 local expired = 0
 if redis.call('EXISTS', stream) == 0 then
   -- Deleted, or expired with its newest message: everything up to last has left.

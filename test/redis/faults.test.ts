@@ -180,6 +180,34 @@ describe.runIf(redisAvailable())('faults', () => {
     }
   });
 
+  it('answers cursor_expired, never a gap, when a redis-server without persistence comes back empty', async () => {
+    const volatile = await startRedis(); // no AOF, no RDB: a restart loses everything
+    const instance = await startExample('examples/cluster/instance.js', { REDIS_URL: volatile.url, PREFIX: prefix, NAME: 'volatile' });
+    try {
+      const { url } = instance;
+      const before = (await poll(url, 'amnesia', { wait: 0 })).body.cursor!;
+      for (let n = 0; n < 5; n++) expect((await publish(url, 'amnesia', `old ${n}`)).status).toBe(201);
+      const seen = (await poll(url, 'amnesia', { cursor: before, wait: 0, limit: 2 })).body; // read 2 of 5
+      await volatile.kill('SIGKILL');
+      await volatile.restart();
+      let published = 0;
+      for (const deadline = Date.now() + 5_000; published < 3 && Date.now() < deadline; ) {
+        const answer = await publish(url, 'amnesia', `new ${published}`);
+        if (answer.status === 201) published++;
+        else await sleep(50); // 503 until the instance has reconnected
+      }
+      expect(published).toBe(3);
+      const expired = await poll(url, 'amnesia', { cursor: seen.cursor!, wait: 0 });
+      expect(expired.status).toBe(410);
+      expect(expired.body.code).toBe('cursor_expired');
+      const resumed = await poll(url, 'amnesia', { cursor: expired.body.earliestCursor!, wait: 0 });
+      expect(resumed.body.messages!.map((m) => m.data)).toEqual(['new 0', 'new 1', 'new 2']);
+    } finally {
+      await instance.stop();
+      await volatile.stop();
+    }
+  });
+
   it('lets the clients of a SIGKILLed instance resume on another with nothing lost', async () => {
     const channel = 'victim';
     const victim = await startExample('examples/cluster/instance.js', { REDIS_URL: redis.url, PREFIX: prefix, NAME: 'victim' });
