@@ -424,6 +424,18 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       if (adapter === 'fetch') expect(request).toBeInstanceOf(Request);
     });
 
+    it('answers 500 internal without details when authorize throws something else', async () => {
+      const { server } = await start({
+        authorize: () => {
+          throw new Error('database password is hunter2');
+        },
+      });
+      const response = await send(server.url('room', 'wait=0'));
+      const body = expectProblem(response, 500, 'internal');
+      expect(response.text).not.toMatch(/hunter2|at /);
+      expect(body.detail).toBe('Internal error');
+    });
+
     it('runs after the channel check and before the query check', async () => {
       let calls = 0;
       const { server } = await start({

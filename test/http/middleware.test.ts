@@ -9,12 +9,16 @@ import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
 import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
 import { json, post, send } from './requests.js';
 
-/** Apps whose own body parser runs before the adapter, as DESIGN allows. */
+/**
+ * Apps whose own body parser runs before the adapter, as DESIGN allows, and whose own route
+ * after it answers what is outside the prefix.
+ */
 const APPS = {
   express(broker: Broker<unknown>): Server {
     const app = express();
     app.use(express.json());
     app.use('/channels', expressLongPoll(broker, { publish: true }));
+    app.use((_req, res) => void res.status(404).type('text/plain').send('the app answers'));
     return createServer(app);
   },
   koa(broker: Broker<unknown>): Server {
@@ -29,12 +33,16 @@ const APPS = {
       await next();
     });
     app.use(koaLongPoll(broker, { prefix: '/channels', publish: true }));
+    app.use((ctx) => {
+      ctx.status = 404;
+      ctx.body = 'the app answers';
+    });
     const callback = app.callback();
     return createServer((req, res) => void callback(req, res));
   },
 };
 
-describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter behind a body parser', (name) => {
+describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter as middleware', (name) => {
   let broker: Broker<unknown> | undefined;
   let server: Server | undefined;
 
@@ -44,11 +52,26 @@ describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter behind
     await broker?.close();
   });
 
-  it('publishes the body the app already parsed, as is', async () => {
+  async function start(): Promise<string> {
     broker = new Broker<unknown>();
     server = APPS[name](broker).listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it('passes requests outside its prefix on to the app', async () => {
+    const origin = await start();
+    for (const path of ['/elsewhere', '/channelsroom', '/other/room']) {
+      const response = await send(`${origin}${path}`);
+      expect(response.status).toBe(404);
+      expect(response.text).toBe('the app answers');
+    }
+    // Under the prefix, the adapter answers, also for what it does not know.
+    expect((await send(`${origin}/channels/a/b`)).headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
+  it('publishes the body the app already parsed, as is', async () => {
+    const origin = await start();
     const response = await post(`${origin}/channels/room`, { text: 'parsed' });
     expect(response.status).toBe(201);
     const expected = name === 'koa' ? { parsedBy: 'app', text: 'parsed' } : { text: 'parsed' };
