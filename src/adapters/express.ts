@@ -27,7 +27,10 @@ export type { Access, LongPollOptions } from '../http/protocol.js';
  */
 export type ExpressLongPollOptions = LongPollOptions<Request>;
 
-/** Express middleware: requests outside the prefix, or one segment deeper, go to `next()`. */
+/**
+ * Express middleware: requests outside the prefix go to `next()`; under it, paths that are not
+ * exactly one channel segment (`/`, `/a/b`) are answered 404 with a problem body.
+ */
 export type ExpressLongPollHandler = (req: Request, res: Response, next: NextFunction) => void;
 
 /**
