@@ -103,7 +103,7 @@ describe('backoff after network errors and 5xx', () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const fetch = scriptedFetch([refused(), refused(), refused(), answer([message('01A', 1)], 'c1'), refused(), refused()]);
     const { seen } = start(fetch);
-    await vi.advanceTimersByTimeAsync(20_000);
+    await vi.advanceTimersByTimeAsync(6000);
     // 500, 1000, 2000; the success; an immediate re-poll that fails; then 500 and 1000 again
     expect(gaps(fetch.calls)).toEqual([500, 1000, 2000, 0, 500, 1000]);
     expect(seen.messages).toEqual([1]);
@@ -150,17 +150,23 @@ describe('Retry-After', () => {
 describe('the request deadline', () => {
   it('abandons a request `timeoutMargin` after the wait, aborts it, and retries with backoff', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const fetch = scriptedFetch([]);
+    const fetch = scriptedFetch([answer([], 'c1')]); // then the held poll is never answered
     const { seen } = start(fetch, { wait: 1000, timeoutMargin: 500, backoff: { initial: 20, max: 20 } });
     await vi.advanceTimersByTimeAsync(1499);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('wait'))).toEqual(['0', '1']);
     expect(seen.errors).toEqual([]);
-    expect(fetch.calls[0]!.signal.aborted).toBe(false);
+    expect(fetch.calls[1]!.signal.aborted).toBe(false);
     await vi.advanceTimersByTimeAsync(1);
-    expect(fetch.calls[0]!.signal.aborted).toBe(true); // not left running
+    expect(fetch.calls[1]!.signal.aborted).toBe(true); // not left running
     expect(seen.errors).toMatchObject([{ fatal: false, retryIn: 10, message: expect.stringContaining('No answer within 1500 ms') }]);
     await vi.advanceTimersByTimeAsync(10);
-    expect(fetch.calls).toHaveLength(2);
-    expect(fetch.calls[1]!.url.searchParams.get('wait')).toBe('1');
+    expect(fetch.calls).toHaveLength(3);
+    // After a failure, the next poll asks for an answer at once: its deadline is the margin.
+    expect(fetch.calls[2]!.url.searchParams.get('wait')).toBe('0');
+    await vi.advanceTimersByTimeAsync(499);
+    expect(seen.errors).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(seen.errors[1]!.message).toContain('No answer within 500 ms');
   });
 
   it('is cleared as soon as the answer is read', async () => {
@@ -229,7 +235,8 @@ describe('answers', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(fetch.calls.map((c) => c.headers.get('authorization'))).toEqual(['Bearer 1', 'Bearer 2']);
     expect(fetch.calls[0]!.headers.get('accept')).toBe('application/json');
-    expect(fetch.calls[0]!.url.search).toBe('?wait=1.5&limit=7');
+    // The first poll is answered at once (so `open` is prompt); the next ones are held.
+    expect(fetch.calls.map((c) => c.url.search)).toEqual(['?wait=0&limit=7', '?cursor=c1&wait=1.5&limit=7']);
   });
 });
 

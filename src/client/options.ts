@@ -42,7 +42,8 @@ export interface SubscribeOptions {
   cursor?: Cursor;
   /**
    * How long the server may hold each poll, sent as `wait` in seconds. The server clamps it to
-   * its own maximum (55 s by default).
+   * its own maximum (55 s by default). The first poll, and the first after a failure, asks for
+   * an answer at once (`wait=0`), so `open` comes promptly even on a quiet channel.
    * @default 25_000
    */
   wait?: number;

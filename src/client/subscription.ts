@@ -28,7 +28,11 @@ export interface SubscriptionEvents<T> {
    * history): some messages may have been missed, so reload whatever state you derive from them.
    */
   reset: (event: ResetEvent) => void;
-  /** The first successful answer arrived. */
+  /**
+   * The server answered: after `subscribe`, and again after every recovery from errors (as
+   * EventSource does). The first poll and the first after a failure are answered at once, so
+   * `open` is prompt even on a quiet channel.
+   */
   open: () => void;
   /** The subscription closed: by `close()`, its signal, leaving a `for await` loop, or a fatal error. */
   close: () => void;
@@ -65,7 +69,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   readonly #backoff: Backoff;
   #cursor: Cursor | undefined;
   #queue: MessageQueue<Message<T>> | undefined;
-  #opened = false;
+  /** Whether the last request succeeded; until one does, polls do not wait (see #poll). */
+  #connected = false;
   #closed = false;
   #fatal: SubscriptionError | undefined;
 
@@ -159,9 +164,9 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
         outcome = await this.#poll();
       } catch (error) {
         if (this.#closed) return;
-        outcome = { kind: 'failure', message: `The poll failed: ${describe(error)}`, status: 0, code: undefined, fatal: false, retryAfter: undefined };
+        this.#connected = false;
         const retryIn = this.#backoff.next();
-        this.#events.emit('error', new SubscriptionError(outcome.message, { fatal: false, retryIn, cause: error }));
+        this.#events.emit('error', new SubscriptionError(`The poll failed: ${describe(error)}`, { fatal: false, retryIn, cause: error }));
         await sleep(retryIn, this.#stop.signal);
         continue;
       }
@@ -169,14 +174,15 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       if (outcome.kind === 'failure') {
         const { message, status, code, fatal, retryAfter } = outcome;
         if (fatal) return this.#fail(new SubscriptionError(message, { status, code, fatal }));
+        this.#connected = false;
         const retryIn = retryAfter ?? this.#backoff.next();
         this.#events.emit('error', new SubscriptionError(message, { status, code, fatal, retryIn }));
         await sleep(retryIn, this.#stop.signal);
         continue;
       }
       this.#backoff.reset();
-      if (!this.#opened) {
-        this.#opened = true;
+      if (!this.#connected) {
+        this.#connected = true;
         this.#events.emit('open');
       }
       if (outcome.kind === 'reset') {
@@ -196,7 +202,11 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
 
   /** One request, bounded by its own deadline and by `close()`. */
   async #poll(): Promise<PollOutcome<T>> {
-    const { wait, limit, timeoutMargin, headers } = this.#options;
+    const { limit, timeoutMargin, headers } = this.#options;
+    // The first poll, and the first after a failure, asks for an answer at once: `open` then
+    // says promptly that the server is reachable (and the backlog is in), instead of after a
+    // whole wait on a quiet channel. Every poll after a success is held.
+    const wait = this.#connected ? this.#options.wait : 0;
     const url = new URL(this.#url);
     if (this.#cursor !== undefined) url.searchParams.set('cursor', this.#cursor);
     url.searchParams.set('wait', String(Math.round(wait) / 1000));
