@@ -34,7 +34,7 @@ async function answer(handler, req, res) {
       signal: gone.signal,
     });
   } catch {
-    res.writeHead(400, { 'content-type': 'text/plain' }).end('Bad request\n');
+    fail(res, 400, 'Bad Request', 'The request URL or headers are not valid');
     return;
   }
   try {
@@ -48,7 +48,13 @@ async function answer(handler, req, res) {
     // Long-poll answers are small and complete: no need to stream them.
     res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
   } catch (error) {
-    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('Internal error\n');
-    else res.destroy(error);
+    if (res.headersSent) res.destroy(error);
+    else fail(res, 500, 'Internal Server Error', 'The handler failed');
   }
+}
+
+/** The bridge's own errors, in the problem+json shape the handler uses. */
+function fail(res, status, title, detail) {
+  res.writeHead(status, { 'content-type': 'application/problem+json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ type: 'about:blank', title, status, detail }));
 }

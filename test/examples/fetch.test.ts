@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from '../support/example-process.js';
 import { eventually, heldPollReceivesPublish, stillPending } from './held-poll.js';
@@ -50,6 +51,21 @@ describe('examples/fetch (the fetch adapter on a node:http bridge)', () => {
       return answer.status === 200;
     };
     expect(await eventually(answered, 2000)).toBe(true);
+  });
+
+  it('answers a request it cannot turn into a fetch Request with a 400 problem, not a crash', async () => {
+    // fetch() cannot send a malformed Host header; node:http can.
+    const answer = await new Promise<{ status: number | undefined; type: string | undefined }>((resolve, reject) => {
+      const sent = request(new URL('/channels/demo?wait=0', example.url), { headers: { host: '[not a host' }, timeout: 5000 }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode, type: res.headers['content-type'] });
+      });
+      sent.once('timeout', () => sent.destroy(new Error('no answer within 5 s')));
+      sent.once('error', reject);
+      sent.end();
+    });
+    expect(answer).toEqual({ status: 400, type: 'application/problem+json' });
+    await heldPollReceivesPublish(new URL('/channels/after-bad-host', example.url).href);
   });
 
   it('stops cleanly on SIGTERM', async () => {
