@@ -1,5 +1,5 @@
 import { IncomingMessage } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Broker, ConnectionLimiter, LongPollError, type BrokerOptions } from '../../src/index.js';
 import type { Access } from '../../src/http/protocol.js';
 import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
@@ -38,6 +38,23 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(body.cursor).toBe(published.cursor);
       expect(response.headers.get('longpoll-cursor')).toBe(body.cursor);
       expect(response.elapsed).toBeLessThan(4_000);
+    });
+
+    it('serialises the result once for all the polls one publish answers', async () => {
+      const { broker, server } = await start();
+      const cursor = json<PollBody>(await send(server.url('fan', 'wait=0'))).cursor;
+      const polls = Array.from({ length: 10 }, () => send(server.url('fan', `cursor=${encodeURIComponent(cursor)}&wait=5`)));
+      await until(() => broker.stats().waiters === 10, 'ten polls are held');
+      const stringify = vi.spyOn(JSON, 'stringify');
+      try {
+        await broker.publish('fan', 'to all');
+        const answers = await Promise.all(polls);
+        expect(new Set(answers.map((a) => a.text)).size).toBe(1);
+        const results = stringify.mock.calls.filter(([value]) => typeof value === 'object' && value !== null && 'messages' in value);
+        expect(results).toHaveLength(1);
+      } finally {
+        stringify.mockRestore();
+      }
     });
 
     it('returns a backlog at once, oldest first', async () => {
