@@ -1,0 +1,102 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startExample, type RunningExample } from './support/example-process.js';
+
+// The chat example (examples/chat) in Debian's Chromium: two tabs, each running
+// longpoll-kit/client loaded as an ES module from the built package (dist/). CI builds dist/
+// (`npm run build`) before the tests and installs chromium when it is missing.
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = new URL('../test-artifacts/', import.meta.url);
+const built = new URL('../dist/client/index.js', import.meta.url);
+const hasChromium = existsSync(CHROMIUM);
+const inCI = process.env.CI === 'true';
+
+if (!hasChromium && !inCI) {
+  console.warn(`\n!!! SKIPPING test/browser.test.ts: ${CHROMIUM} is missing (apt-get install chromium). Under CI=true this fails. !!!\n`);
+}
+
+describe.runIf(!hasChromium && inCI)('the browser test under CI', () => {
+  it('needs Chromium', () => {
+    throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)`);
+  });
+});
+
+describe.runIf(hasChromium)('the chat example in Chromium', () => {
+  let chat: RunningExample | undefined;
+  let browser: Browser | undefined;
+
+  beforeAll(async () => {
+    if (!existsSync(built)) throw new Error('dist/client/index.js is missing: run `npm run build` before this test');
+    chat = await startExample('examples/chat/server.js');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 20_000,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await chat?.stop();
+  });
+
+  /** A tab on the chat, with everything that went wrong in it recorded. */
+  async function openTab(name: string) {
+    const page = await browser!.newPage({ viewport: { width: 720, height: 640 } });
+    const problems: string[] = [];
+    const scripts: string[] = [];
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+    page.on('response', (response) => {
+      if (response.request().resourceType() === 'script') scripts.push(`${response.status()} ${new URL(response.url()).pathname}`);
+    });
+    await page.goto(chat!.url.href, { timeout: 10_000 });
+    await page.locator('#status', { hasText: 'live' }).waitFor({ timeout: 5000 });
+    await page.fill('#name', name);
+    return { page, problems, scripts };
+  }
+
+  async function say(page: Page, text: string): Promise<number> {
+    await page.fill('#text', text);
+    const sentAt = Date.now();
+    await page.click('#send');
+    return sentAt;
+  }
+
+  it('shows a message typed in one tab in the other within 1 s', async () => {
+    const ada = await openTab('ada');
+    const grace = await openTab('grace');
+
+    const sentAt = await say(ada.page, 'Hello from the first tab');
+    await grace.page.locator('#messages li', { hasText: 'Hello from the first tab' }).waitFor({ timeout: 1000 });
+    const latency = Date.now() - sentAt;
+    expect(latency).toBeLessThan(1000);
+
+    const repliedAt = await say(grace.page, 'And hello back from the second');
+    await ada.page.locator('#messages li', { hasText: 'And hello back from the second' }).waitFor({ timeout: 1000 });
+    expect(Date.now() - repliedAt).toBeLessThan(1000);
+
+    // Each tab shows the whole conversation in order, its own lines marked as its own.
+    for (const { page } of [ada, grace]) {
+      await page.locator('#messages li', { hasText: 'And hello back' }).waitFor({ timeout: 1000 });
+      const lines = await page.locator('#messages li').allInnerTexts();
+      expect(lines.map((line) => line.split('\n').at(-1))).toEqual(['Hello from the first tab', 'And hello back from the second']);
+    }
+    expect(await ada.page.locator('#messages li.mine').allInnerTexts()).toEqual([expect.stringContaining('Hello from the first tab')]);
+    expect(await grace.page.locator('#messages li.mine').allInnerTexts()).toEqual([expect.stringContaining('And hello back')]);
+
+    // The client came from the built package, as a module, with no bundler in between.
+    expect(ada.scripts).toEqual(expect.arrayContaining(['200 /chat.js', '200 /lib/client/index.js', '200 /lib/client/subscription.js']));
+    expect(ada.problems).toEqual([]);
+    expect(grace.problems).toEqual([]);
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    await grace.page.screenshot({ path: new URL('chat.png', ARTIFACTS).pathname });
+    console.log(`chat: delivered across tabs in ${latency} ms; screenshot in test-artifacts/chat.png`);
+  }, 30_000);
+});
