@@ -27,6 +27,13 @@ redis.on('ready', () => (down = false));
 const broker = new Broker({ engine: new RedisEngine({ redis, prefix: process.env.PREFIX ?? 'lp:', capacity: 1000, maxAge: 300_000 }) });
 const server = createServer(longPoll(broker, { prefix: '/channels', publish: true }));
 
+// Commands fail fast while the client connects (no offline queue): start serving once it is
+// ready, or after 5 s anyway, so an instance booting during an outage answers 503, not nothing.
+await new Promise((resolve) => {
+  const timer = setTimeout(resolve, 5_000);
+  redis.once('ready', () => resolve(clearTimeout(timer)));
+});
+
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const { port } = server.address();
   console.log(`${process.env.NAME ?? 'instance'} on http://127.0.0.1:${port}/channels/`);
