@@ -151,6 +151,25 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(response.elapsed).toBeLessThan(2_000);
     });
 
+    it('takes a random jitter of up to wait/16 off the wait it holds', async () => {
+      const { broker, server } = await start();
+      const poll = vi.spyOn(broker, 'poll');
+      const waits: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const answer = send(server.url(`jitter${i}`, 'wait=16'));
+        await until(() => broker.stats().waiters === 1, 'the poll is held');
+        await broker.publish(`jitter${i}`, i);
+        expect((await answer).status).toBe(200);
+      }
+      for (const [, options] of poll.mock.calls) waits.push(options!.wait!);
+      expect(waits).toHaveLength(5);
+      for (const wait of waits) {
+        expect(wait).toBeGreaterThan(15_000);
+        expect(wait).toBeLessThanOrEqual(16_000);
+      }
+      expect(new Set(waits).size).toBeGreaterThan(1);
+    });
+
     it('uses defaultWait when the request names none', async () => {
       const { server } = await start({ defaultWait: 200 });
       const response = await send(server.url('room'));
