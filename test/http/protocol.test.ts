@@ -554,15 +554,22 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
     it('holds a lease during a wait=0 poll and releases it once answered', async () => {
       const limiter = new ConnectionLimiter({ perClient: 1 });
       let leasesDuringAuthorize = -1;
-      const { server } = await start({
+      const leasesDuringPoll: number[] = [];
+      const { server, broker } = await start({
         limiter,
         authorize: () => {
           leasesDuringAuthorize = limiter.stats().total;
           return true;
         },
       });
+      const poll = broker.poll.bind(broker);
+      vi.spyOn(broker, 'poll').mockImplementation((channel, options) => {
+        leasesDuringPoll.push(limiter.stats().total);
+        return poll(channel, options);
+      });
       for (let i = 0; i < 3; i++) expect((await send(server.url('room', 'wait=0'))).status).toBe(200);
       expect(leasesDuringAuthorize).toBe(0);
+      expect(leasesDuringPoll).toEqual([1, 1, 1]);
       expect(await eventually(() => limiter.stats().total === 0, 100)).toBe(true);
     });
 
