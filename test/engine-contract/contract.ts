@@ -199,20 +199,20 @@ export function engineContract(name: string, fx: EngineFixture): void {
 
     describe('expiry by age', () => {
       it('never returns a message older than maxAge, and fails a cursor before it with cursor_expired', async () => {
-        const engine = make({ maxAge: 300 });
+        const engine = make({ maxAge: 500 });
         listenTo(engine);
         const room = channel();
         const start = await engine.read(room, undefined, 10);
         await engine.append(room, json('old'));
-        await sleep(200);
+        await sleep(350);
         const fresh = await engine.append(room, json('fresh'));
-        await sleep(150); // 'old' is now about 350 ms old, 'fresh' about 150 ms
+        await sleep(250); // 'old' is now at least 600 ms old, 'fresh' about 250 ms
         expect((await engine.read(room, undefined, 10)).messages.map((m) => m.data)).toEqual(['fresh']);
         const error = await failure(engine.read(room, start.cursor, 10));
         expect(error.code).toBe('cursor_expired');
         expect((await engine.read(room, error.earliestCursor, 10)).messages.map((m) => m.data)).toEqual(['fresh']);
 
-        await sleep(250); // now 'fresh' is gone too
+        await sleep(400); // now 'fresh' is gone too
         expect((await engine.read(room, undefined, 10)).messages).toEqual([]);
         // A reader that had everything lost nothing: its cursor still resumes.
         const idle = await engine.read(room, fresh.cursor, 10);
