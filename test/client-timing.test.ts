@@ -196,6 +196,18 @@ describe('answers', () => {
     expect(sub.cursor).toBe('c4');
   });
 
+  it('remembers the last 1000 ids only, so de-duplication uses bounded memory', async () => {
+    const ids = Array.from({ length: 1001 }, (_, i) => `01ID${String(i).padStart(5, '0')}`);
+    const fetch = scriptedFetch([
+      answer(ids.map((id, i) => message(id, i)), 'c1'),
+      answer([message(ids[1]!, 1), message(ids[0]!, 0)], 'c2'), // the 1000th-newest is known; the oldest is forgotten
+    ]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seen.messages).toHaveLength(1002);
+    expect(seen.messages.slice(-1)).toEqual([0]);
+  });
+
   it('rehydrates from everything retained after a 410 that names no earliest cursor', async () => {
     const fetch = scriptedFetch([problem(410, 'cursor_expired')]);
     const { seen } = start(fetch, { cursor: 'old' });
