@@ -48,8 +48,14 @@ export interface RedisEngineOptions {
 }
 
 const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
-/** A channel's bookkeeping outlives its newest message by this much, so cursors keep working. */
+/** A channel's epoch hash outlives its newest message by this much, so cursors keep working. */
 const META_GRACE = 86_400_000;
+/**
+ * How long a read keeps a channel's epoch hash alive at least. Reads of channels that never had
+ * a message create one (their cursor needs an epoch), so this bounds what such reads can leave
+ * behind in Redis; a client idle for longer gets `cursor_expired` and rehydrates.
+ */
+const READ_GRACE = 600_000;
 
 /** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
 function tagOf(channel: string): string {
@@ -88,6 +94,9 @@ type ReadReply =
  *
  * While Redis is unreachable, `append` and `read` fail with `unavailable` (HTTP 503 with
  * `Retry-After`) within `timeout`; nothing is reported as published that Redis did not store.
+ *
+ * Keys expire: a stream with its newest message, the epoch hash a day later (or ten minutes
+ * after the last read, for a channel that was only ever read).
  *
  * `stats()` and `retains()` describe nothing: the history lives in Redis, shared by all
  * instances (ask Redis, e.g. `XLEN`).
@@ -170,7 +179,8 @@ export class RedisEngine implements Engine {
   /** Appends `json` to `channel`'s stream, trims it and notifies every instance, in one script. */
   async append(channel: string, json: string): Promise<PublishedMessage> {
     const id = this.#nextId();
-    const [epoch, entry, trimmed, expired] = (await this.#run(appendScript, channel, [
+    const keep = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) + META_GRACE : -1;
+    const [epoch, entry, trimmed, expired] = (await this.#run(appendScript, channel, keep, [
       this.capacity,
       id,
       json,
@@ -195,7 +205,7 @@ export class RedisEngine implements Engine {
       epoch = parts[1]!;
       position = parts[3]!;
     }
-    const reply = (await this.#run(readScript, channel, [epoch, position, limit])) as ReadReply;
+    const reply = (await this.#run(readScript, channel, READ_GRACE, [epoch, position, limit])) as ReadReply;
     if (reply[3] > 0) this.#listener?.evicted(channel, reply[3], 'maxAge');
     if (reply[0] === 'expired') {
       throw new LongPollError('cursor_expired', 'Messages after the cursor are gone; resume from earliestCursor', {
@@ -224,11 +234,10 @@ export class RedisEngine implements Engine {
     this.#subscriber = undefined;
   }
 
-  /** Runs a script for one channel with the prologue's arguments, bounded by `timeout`. */
-  async #run(script: Script, channel: string, args: readonly (string | number)[]): Promise<unknown> {
+  /** Runs a script for one channel with the prologue's arguments, bounded by `timeout`. `metaTtl`: see scripts.ts. */
+  async #run(script: Script, channel: string, metaTtl: number, args: readonly (string | number)[]): Promise<unknown> {
     const base = `${this.prefix}{${channel}}:`;
     const maxAge = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) : 0;
-    const metaTtl = maxAge > 0 ? maxAge + META_GRACE : 0;
     try {
       return await pTimeout(script.run(this.#redis, [`${base}history`, `${base}meta`], [maxAge, ulid().slice(10, 20), metaTtl, ...args]), {
         milliseconds: this.#timeout,

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
  * The bookkeeping both scripts start with, for one channel:
  * KEYS[1] the stream, KEYS[2] the channel's hash {epoch, floor, last};
  * ARGV[1] maxAge in ms (0: none), ARGV[2] an epoch to use if the channel has none,
- * ARGV[3] how long the hash outlives the last write, in ms (0: forever).
+ * ARGV[3] how long the hash must live at least from now, in ms (-1: forever).
  *
  * `floor` is the highest entry id that left the stream (trimmed, expired or deleted with it):
  * a cursor below it may have missed messages. `last` is the highest id ever appended in this
@@ -30,11 +30,18 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local state = redis.call('HMGET', meta, 'epoch', 'floor', 'last')
 local epoch, floor, last = state[1], state[2], state[3]
-if not epoch then
+local created = not epoch
+if created then
   epoch, floor, last = newEpoch, '0-0', '0-0'
   redis.call('HSET', meta, 'epoch', epoch, 'floor', floor, 'last', last)
 end
-if metaTtl > 0 then redis.call('PEXPIRE', meta, metaTtl) end
+-- Extend, never shorten: a read keeps the epoch alive for a while, an append for maxAge and more.
+if metaTtl < 0 then
+  redis.call('PERSIST', meta)
+elseif metaTtl > 0 then
+  local ttl = redis.call('PTTL', meta)
+  if (created or ttl ~= -1) and ttl < metaTtl then redis.call('PEXPIRE', meta, metaTtl) end
+end
 local expired = 0
 if redis.call('EXISTS', stream) == 0 then
   -- Deleted, or expired with its newest message: everything up to last has left.

@@ -57,6 +57,23 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
     }
   });
 
+  it('lets every key it writes expire: reads of unknown channels leave little behind for long', async () => {
+    const redis = await ready(client());
+    const engine = new RedisEngine({ redis, prefix: PREFIX, maxAge: 60_000 });
+    const [history, meta] = [`${PREFIX}{ttl}:history`, `${PREFIX}{ttl}:meta`];
+    await engine.read('ttl', undefined, 10);
+    expect(await redis.exists(history)).toBe(0);
+    const afterRead = await redis.pttl(meta);
+    expect(afterRead).toBeGreaterThan(0);
+    expect(afterRead).toBeLessThanOrEqual(600_000);
+    await engine.append('ttl', '1');
+    expect(await redis.pttl(history)).toBeGreaterThan(50_000);
+    expect(await redis.pttl(history)).toBeLessThanOrEqual(60_000);
+    expect(await redis.pttl(meta)).toBeGreaterThan(86_400_000);
+    await engine.read('ttl', undefined, 10); // a read never shortens it
+    expect(await redis.pttl(meta)).toBeGreaterThan(86_400_000);
+  });
+
   it('wakes a poll held on one broker with a message published through another', async () => {
     const [a, b] = [broker(await ready(client())), broker(await ready(client()))];
     const { cursor } = await b.read('wake');
