@@ -75,7 +75,8 @@ export interface LongPollOptions<Req> {
   defaultWait?: number;
   /**
    * The longest wait granted, in milliseconds; longer ones are clamped. Keep it below your
-   * proxies' read timeouts (nginx: 60 s by default).
+   * proxies' read timeouts (nginx: 60 s by default). On Node's http server (the node, express
+   * and koa adapters) waits are also clamped below `server.timeout` when one is set.
    * @default 55_000
    */
   maxWait?: number;
