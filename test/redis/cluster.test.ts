@@ -25,22 +25,26 @@ describe.runIf(redisAvailable())('three instances on one Redis', () => {
     const channel = 'latency';
     let { cursor } = (await poll(url(0), channel, { wait: 0 })).body;
     const latencies: number[] = [];
-    for (let round = 0; round < 100; round++) {
-      const held = poll(url(round), channel, { cursor, wait: 5 });
+    // 10 warm-up rounds (connections, JIT) first, then 100 measured ones.
+    for (let round = -10; round < 100; round++) {
+      const held = poll(url(round + 10), channel, { cursor, wait: 5 });
       await sleep(15); // let the poll be held before publishing
       const sent = performance.now();
       const [answer, published] = await Promise.all([
         held.then((a) => ({ ...a, at: performance.now() })),
-        publish(url(round + 1), channel, { round }),
+        publish(url(round + 11), channel, { round }),
       ]);
       expect(published.status).toBe(201);
       expect(answer.status).toBe(200);
       expect(answer.body.messages!.map((m) => m.data)).toEqual([{ round }]);
-      latencies.push(answer.at - sent);
+      if (round >= 0) latencies.push(answer.at - sent);
       cursor = answer.body.cursor;
     }
     const p99 = percentile(latencies, 99);
-    console.log(`publish on B → answer on A: median ${percentile(latencies, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
+    const worst = [...latencies].sort((a, b) => b - a).slice(0, 3);
+    console.log(
+      `publish on B → answer on A: median ${percentile(latencies, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, worst ${worst.map((ms) => ms.toFixed(1)).join(', ')} ms`,
+    );
     expect(p99).toBeLessThan(50);
   });
 
