@@ -173,8 +173,8 @@ describe.each(ADAPTERS)('the client against the %s adapter', (adapter) => {
     const requests = server.requests.length; // the first poll, answered at once, then the held one
     sub.close();
     expect(seen.closed).toBe(1);
-    await until(() => broker.stats().waiters === 0 && server.open() === 0, 200, 'the poll released');
-    await until(() => !server.requests.at(-1)!.connected, 200, 'its socket closed');
+    await until(() => broker.stats().waiters === 0 && server.open() === 0, 500, 'the poll released');
+    await until(() => !server.requests.at(-1)!.connected, 500, 'its socket closed');
     await delay(50);
     expect(server.requests).toHaveLength(requests); // and it did not poll again
     expect(seen.errors).toEqual([]);
@@ -191,8 +191,8 @@ describe.each(ADAPTERS)('the client against the %s adapter', (adapter) => {
     controller.abort();
     expect(sub.closed).toBe(true);
     expect(seen.closed).toBe(1);
-    await until(() => broker.stats().waiters === 0 && server.open() === 0, 200, 'the poll released');
-    await until(() => !server.requests.at(-1)!.connected, 200, 'its socket closed');
+    await until(() => broker.stats().waiters === 0 && server.open() === 0, 500, 'the poll released');
+    await until(() => !server.requests.at(-1)!.connected, 500, 'its socket closed');
     await delay(50);
     expect(server.requests).toHaveLength(requests); // and it did not poll again
   });
@@ -285,14 +285,15 @@ describe('the client against a real server', () => {
   it('re-polls at once after a 200 timeout', async () => {
     const broker = new Broker<number>();
     const server = await serve('node', broker);
-    const sub = track(subscribe<number>(server.url('room'), { wait: 100 }));
+    // A backoff would show as a gap of seconds; a timeout is followed at once by the next poll.
+    const sub = track(subscribe<number>(server.url('room'), { wait: 100, backoff: { initial: 10_000, max: 10_000 } }));
     const seen = collect(sub);
-    await until(() => server.requests.length >= 4, 2000, 'a few timeouts');
+    await until(() => server.requests.length >= 4, 3000, 'a few timeouts');
     sub.close();
     // From the second request on (the first is answered at once), each follows a held one.
     const gaps = server.requests.slice(2, 4).map((r, i) => r.at - server.requests[i + 1]!.at);
     // The server answers after 100 ms minus up to 1/16 of jitter; the client comes straight back.
-    expect(gaps.every((gap) => gap >= 90 && gap < 250)).toBe(true);
+    expect(gaps.every((gap) => gap >= 90 && gap < 1000)).toBe(true);
     expect(seen.opened).toBe(1);
   });
 
