@@ -306,6 +306,20 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(polled.cursor).toBe(message.cursor);
     });
 
+    it.each(['__proto__', 'constructor', 'hasOwnProperty'])('treats %s as just a channel name and its body keys as data', async (channel) => {
+      const { broker, server } = await start({ publish: true });
+      const body = '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"text":"x"}';
+      expect((await post(server.url(channel), body)).status).toBe(201);
+      const polled = await send(server.url(channel, 'wait=0'));
+      const [message] = json<PollBody>(polled).messages;
+      expect(message!.channel).toBe(channel);
+      // The keys arrive as the publisher sent them, as own properties of the data.
+      expect(JSON.stringify(message!.data)).toBe(body);
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      expect(Object.prototype.hasOwnProperty.call(Object.prototype, 'polluted')).toBe(false);
+      expect(broker.stats().channels).toBe(1);
+    });
+
     it('answers 405 with Allow: GET, POST to other methods', async () => {
       const { server } = await start({ publish: true });
       const response = await send(server.url('room'), { method: 'DELETE' });
