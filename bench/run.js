@@ -4,7 +4,8 @@
  * Each turn is a fresh server process and a separate load-generator process on 127.0.0.1;
  * systems alternate with raw so that machine drift cancels; figures are medians over rounds.
  * Writes bench/results/latest.{md,svg,json} (quick: quick.*) and, after a full run,
- * docs/benchmarks.md.
+ * docs/benchmarks.md. BENCH_DEBUG=1 prints, for every fanout, when the first and the last
+ * response arrived after the publish.
  */
 import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -41,6 +42,16 @@ if (!existsSync(join(dist, 'index.js')) || !existsSync(join(dist, 'adapters', 'n
   console.log('bench: using dist/ (built after the last change to src/)');
 }
 
+/** Waits (bounded) while another `npm run build` has dist/ half-written. */
+async function distReady() {
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(join(dist, 'index.js')) || !existsSync(join(dist, 'adapters', 'node.js'))) {
+    if (Date.now() > deadline) throw new Error('dist/ did not come back within 120 s');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+}
+
 /** 15,000 held polls need that many sockets on each side; the hard limit must allow it. */
 const hardLimit = Number(execSync('ulimit -Hn', { shell: '/bin/bash' }).toString().trim());
 const canHold15k = hardLimit === Number.POSITIVE_INFINITY || Number.isNaN(hardLimit) ? true : hardLimit >= 16_000;
@@ -65,12 +76,15 @@ for (let round = 0; round < plan.rounds; round++) {
   for (const system of ORDER) {
     const t0 = Date.now();
     let turn;
-    try {
-      turn = await runTurn(system, plan);
-    } catch (error) {
-      // Another process may have been rebuilding dist/ or hogging the CPU: one retry, then fail.
-      console.log(`bench: ${system} failed (${String(error).split('\n')[0]}); retrying once`);
-      turn = await runTurn(system, plan);
+    for (let attempt = 1; !turn; attempt++) {
+      await distReady();
+      try {
+        turn = await runTurn(system, plan);
+      } catch (error) {
+        // Someone may have been rebuilding dist/ (npm run build empties it first): retry twice.
+        if (attempt === 3) throw error;
+        console.log(`bench: ${system} failed (${String(error).split('\n')[0]}); retrying`);
+      }
     }
     turns.push(turn);
     const largest = turn.sizes[plan.sizes.at(-1)];

@@ -19,6 +19,9 @@ await new Promise((resolve, reject) => {
   subject.server.listen(0, '127.0.0.1', 4096, () => resolve(undefined));
 });
 
+// Exit normally on SIGTERM, so that `--cpu-prof` writes its profile.
+process.on('SIGTERM', () => process.exit(0));
+
 let sequence = 0;
 /** About 100 bytes of JSON, the same for every system. */
 const message = () => ({ text: 'The quick brown fox jumps over the lazy dog, again and again.', seq: sequence++ });
