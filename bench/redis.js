@@ -33,21 +33,25 @@ async function startRedis() {
     stdio: 'ignore',
   });
   const url = `redis://127.0.0.1:${port}`;
-  // Retries until redis-server listens; bounded by 10 s.
+  const stop = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Retries until redis-server listens; bounded by 10 s, and never leaves the server behind.
   const probe = new Redis(url, { retryStrategy: () => 50 });
   probe.on('error', () => {});
-  await Promise.race([
-    new Promise((resolve) => probe.once('ready', resolve)),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('redis-server did not start within 10 s')), 10_000).unref()),
-  ]);
-  probe.disconnect();
-  return {
-    url,
-    stop() {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  try {
+    await Promise.race([
+      new Promise((resolve) => probe.once('ready', resolve)),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('redis-server did not start within 10 s')), 10_000).unref()),
+    ]);
+  } catch (error) {
+    stop();
+    throw error;
+  } finally {
+    probe.disconnect();
+  }
+  return { url, stop };
 }
 
 function client(url) {
