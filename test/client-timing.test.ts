@@ -216,6 +216,18 @@ describe('answers', () => {
     expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual(['old', null]);
   });
 
+  it('backs off when resets follow each other, instead of looping at network speed', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const expired = () => problem(410, 'cursor_expired', {}, { earliestCursor: 'c0' });
+    const fetch = scriptedFetch([expired(), expired(), expired(), expired(), answer([message('01A', 1)], 'c1'), expired(), expired()]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10_000);
+    // the first reset polls again at once; the next ones wait 500, 1000, 2000; a success resets that
+    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 0, 0, 500]);
+    expect(seen.resets).toHaveLength(6);
+    expect(seen.messages).toEqual([1]);
+  });
+
   it('moves its cursor with the Longpoll-Cursor header of 204 and 304 timeouts', async () => {
     const fetch = scriptedFetch([
       new Response(null, { status: 204, headers: { 'longpoll-cursor': 'c1' } }),

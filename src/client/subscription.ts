@@ -71,6 +71,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   #queue: MessageQueue<Message<T>> | undefined;
   /** Whether the last request succeeded; until one does, polls do not wait (see #poll). */
   #connected = false;
+  /** Whether the last answer was a reset (410). */
+  #resetting = false;
   #closed = false;
   #fatal: SubscriptionError | undefined;
 
@@ -180,16 +182,22 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
         await sleep(retryIn, this.#stop.signal);
         continue;
       }
-      this.#backoff.reset();
       if (!this.#connected) {
         this.#connected = true;
         this.#events.emit('open');
       }
       if (outcome.kind === 'reset') {
+        const again = this.#resetting;
+        this.#resetting = true;
         this.#cursor = outcome.earliestCursor;
         this.#events.emit('reset', { earliestCursor: outcome.earliestCursor });
+        // A reset right after a reset means the server rejects its own earliest cursor: back
+        // off rather than ask again at network speed.
+        if (again) await sleep(this.#backoff.next(), this.#stop.signal);
         continue;
       }
+      this.#resetting = false;
+      this.#backoff.reset();
       for (const message of outcome.messages) {
         if (this.#closed) return;
         this.#deliver(message);
