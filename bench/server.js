@@ -4,6 +4,8 @@
  * holds, its memory after a forced collection (never inside a timed window), publishing with a
  * timestamp and a CPU mark, and a steady stream of publishes.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { answerRequests } from './rpc.js';
 
 const SYSTEMS = ['raw', 'kit', 'socket.io', 'faye', 'express-longpoll'];
@@ -26,6 +28,18 @@ let sequence = 0;
 /** About 100 bytes of JSON, the same for every system. */
 const message = () => ({ text: 'The quick brown fox jumps over the lazy dog, again and again.', seq: sequence++ });
 let cpuMark = process.cpuUsage();
+/**
+ * BENCH_PROFILE=<dir>: a CPU profile of each fanout window only (publish until the last
+ * response), written as <dir>/<system>-<n>.cpuprofile. Profiling slows the server down: the
+ * figures of such a run are not comparable.
+ */
+const profileDir = process.env.BENCH_PROFILE;
+const inspector = profileDir ? new Session() : undefined;
+inspector?.connect();
+await inspector?.post('Profiler.enable');
+await inspector?.post('Profiler.setSamplingInterval', { interval: 25 });
+let profiles = 0;
+let profiling = false;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 answerRequests({
@@ -48,16 +62,23 @@ answerRequests({
     const { heapUsed, rss } = process.memoryUsage();
     return { heapUsed, rss };
   },
-  /** Publishes one message; returns the monotonic clock (ns, shared by all processes) just before. */
-  async publish() {
+  /** Publishes one message (`window`: a fanout, profiled under BENCH_PROFILE); returns the monotonic clock (ns, shared by all processes) just before. */
+  async publish({ window = false } = {}) {
+    if (window) await inspector?.post('Profiler.start');
+    profiling = window && inspector !== undefined;
     cpuMark = process.cpuUsage();
     const before = process.hrtime.bigint();
     await subject.publish(message());
     return String(before);
   },
   /** CPU time (user + system, µs) since the last publish began. */
-  cpu() {
+  async cpu() {
     const { user, system: kernel } = process.cpuUsage(cpuMark);
+    if (inspector && profiling) {
+      profiling = false;
+      const { profile } = await inspector.post('Profiler.stop');
+      writeFileSync(`${profileDir}/${system}-${profiles++}.cpuprofile`, JSON.stringify(profile));
+    }
     return user + kernel;
   },
   /**

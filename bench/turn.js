@@ -62,7 +62,7 @@ export async function runTurn(system, plan, options = {}) {
       await askServer('waitHeld', { count, timeout: 60_000 }, 70_000);
       const memory = await askServer('memory');
       await askLoad('mark');
-      const before = BigInt(await askServer('publish'));
+      const before = BigInt(await askServer('publish', { window: true }));
       const { first, last, errors } = await askLoad('await', { count, timeout: 60_000 }, 70_000);
       if (process.env.BENCH_DEBUG) console.log(system, count, 'first', Number(BigInt(first) - before) / 1e6, 'last', Number(BigInt(last) - before) / 1e6);
       const cpu = await askServer('cpu');

@@ -158,12 +158,28 @@ const nothing = (): void => {};
 const JITTER_STEPS = 32;
 /** Held polls answer this much (at most a quarter of the timeout) before a socket timeout. */
 const TIMEOUT_MARGIN = 1000;
-/**
- * One serialised body and its byte length per result object: polls woken together share both.
- * The length goes out as `content-length`, so Node writes the body as is instead of chunked.
- */
-const bodies = new WeakMap<PollResult<unknown>, { readonly body: string; readonly length: string }>();
+/** A result serialised once, for every poll it answers. */
+interface Serialised {
+  readonly body: string;
+  /** The byte length, sent as `content-length` so that Node writes the body as is, not chunked. */
+  readonly length: string;
+  /** The whole answer, shared by every poll that holds no lease and asked no `Prefer: wait`. */
+  shared?: PollResponse;
+}
+
+/** One serialisation per result object: polls woken together share it. */
+const bodies = new WeakMap<PollResult<unknown>, Serialised>();
 const utf8 = new TextEncoder();
+
+function serialisedOf(result: PollResult<unknown>): Serialised {
+  let serialised = bodies.get(result);
+  if (serialised === undefined) {
+    const body = JSON.stringify(result);
+    serialised = { body, length: String(utf8.encode(body).byteLength) };
+    bodies.set(result, serialised);
+  }
+  return serialised;
+}
 
 function option(valid: boolean, name: string, value: unknown): void {
   if (!valid) throw new LongPollError('invalid_option', `longPoll option ${name} is invalid: ${String(value)}`);
@@ -287,15 +303,26 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     });
     const written = lease ? () => lease.release() : nothing;
     const respond = (result: PollResult<unknown>): PollResponse => {
+      const timedOut = result.timedOut && timeoutStatus !== 200;
+      const serialised = timedOut ? undefined : serialisedOf(result);
+      if (serialised && !lease && !params.preferred) {
+        // A fanout answers thousands of polls with one result: one frozen answer for them all.
+        serialised.shared ??= Object.freeze({
+          status: 200,
+          headers: Object.freeze({
+            'cache-control': 'no-store',
+            'longpoll-cursor': result.cursor,
+            'content-type': JSON_TYPE,
+            'content-length': serialised.length,
+          }),
+          body: serialised.body,
+          written: nothing,
+        });
+        return serialised.shared;
+      }
       const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
       if (params.preferred) headers['preference-applied'] = `wait=${params.wait / 1000}`;
-      if (result.timedOut && timeoutStatus !== 200) return { status: timeoutStatus, headers, body: undefined, written };
-      let serialised = bodies.get(result);
-      if (serialised === undefined) {
-        const body = JSON.stringify(result);
-        serialised = { body, length: String(utf8.encode(body).byteLength) };
-        bodies.set(result, serialised);
-      }
+      if (!serialised) return { status: timeoutStatus, headers, body: undefined, written };
       headers['content-type'] = JSON_TYPE;
       headers['content-length'] = serialised.length;
       return { status: 200, headers, body: serialised.body, written };
@@ -306,12 +333,11 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // instead of each making (and on answer, unlinking) its own.
       const wait = params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS);
       const polled = broker.poll(channel, { cursor: params.cursor, wait, limit: params.limit, signal: request.signal });
-      return lease
-        ? polled.then(respond, (error: unknown) => {
-            written();
-            throw error;
-          })
-        : polled.then(respond);
+      // Settles with an answer, never rejects: `handle` adds no promise of its own per poll.
+      return polled.then(respond, (error: unknown) => {
+        written();
+        return failure(error);
+      });
     } catch (error) {
       written();
       throw error;
@@ -350,7 +376,10 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     return problem(known, known.code === 'payload_too_large' ? { connection: 'close' } : {});
   }
 
-  /** Not async, so that a poll without `authorize` keeps no suspended frame while it is held. */
+  /**
+   * Not async, so that a poll without `authorize` keeps no suspended frame while it is held.
+   * Throws or resolves, never rejects.
+   */
   function answer(request: PollRequest<Req>): Promise<PollResponse> {
     const { pathname, search } = pathOf(request.url);
     const segment = segmentOf(pathname, prefix);
@@ -358,8 +387,8 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
     if (!action) return Promise.resolve(problem(new LongPollError('method_not_allowed', `Use ${allow}`), { allow }));
     const channel = channelOf(segment, channelPattern);
-    if (authorize) return authorized(request, channel, action, search);
-    return action === 'poll' ? poll(request, channel, search) : publishBody(request, channel);
+    if (authorize) return authorized(request, channel, action, search).catch(failure);
+    return action === 'poll' ? poll(request, channel, search) : publishBody(request, channel).catch(failure);
   }
 
   async function authorized(
@@ -380,7 +409,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     },
     handle(request) {
       try {
-        return answer(request).catch(failure);
+        return answer(request);
       } catch (error) {
         return Promise.resolve(failure(error));
       }
