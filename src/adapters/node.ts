@@ -100,7 +100,6 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
   readonly method: string;
   readonly url: string;
   readonly signal: AbortSignal;
-  readonly clientKey: string | undefined;
   readonly socketTimeout: number | undefined;
 
   constructor(
@@ -109,13 +108,17 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
   ) {
     this.method = raw.method ?? 'GET';
     this.url = raw.url ?? '/';
-    this.clientKey = raw.socket.remoteAddress;
     this.socketTimeout = socketTimeoutOf(raw);
     const signal = new ResponseSignal();
     res[signalOf] = signal;
     res.on('close', onResponseClose);
     // What the broker uses of an AbortSignal (see ResponseSignal), at a fraction of its memory.
     this.signal = signal as unknown as AbortSignal;
+  }
+
+  /** Read only when a limiter asks: Node allocates the peer address on first access. */
+  get clientKey(): string | undefined {
+    return this.raw.socket.remoteAddress;
   }
 
   header(name: string): string | undefined {

@@ -334,10 +334,15 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       const wait = params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS);
       const polled = broker.poll(channel, { cursor: params.cursor, wait, limit: params.limit, signal: request.signal });
       // Settles with an answer, never rejects: `handle` adds no promise of its own per poll.
-      return polled.then(respond, (error: unknown) => {
-        written();
-        return failure(error);
-      });
+      return polled.then(
+        respond,
+        lease
+          ? (error: unknown) => {
+              written();
+              return failure(error);
+            }
+          : failure,
+      );
     } catch (error) {
       written();
       throw error;
