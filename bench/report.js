@@ -104,12 +104,13 @@ export function renderMarkdown(summary, context) {
     `Command: \`${context.command}\` · ${context.date} · ${context.seconds} s  `,
     `Machine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}  `,
     `Plan: ${plan.rounds} rounds, medians; turn order per round ${'raw, longpoll-kit, socket.io, raw, faye, express-longpoll'}; ` +
-      `each turn a fresh server process and a separate load-generator process (undici Pool, keep-alive) on 127.0.0.1. ` +
-      'Ratios are against raw node:http from the same run. The machine is shared, so compare ratios, not absolute figures.',
+      `each turn a fresh server process and a separate load-generator process on 127.0.0.1 (plain keep-alive HTTP/1.1 over node:net, bench/keep-alive-client.js). ` +
+      'Ratios are against raw node:http from the same run. The machine is shared (2 cores, other work running), so compare ratios, not absolute figures; ' +
+      'fanout rates are the noisiest figure, server CPU per response the steadiest.',
     '',
     `## Fanout: one ~100-byte message published to N held polls`,
     '',
-    'Responses per second from the publish until the load generator has received the last response.',
+    'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body; the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).',
     '',
   );
   table(
