@@ -101,6 +101,10 @@ export interface Eviction {
  * The events of a {@link Broker}, for metrics and logs. `error` is emitted only when someone
  * listens: an engine failure while waking held polls also rejects those polls, so an unheard
  * `error` loses nothing and never crashes the process.
+ *
+ * A listener that throws cannot break the broker: the poll or publish concerned completes as if
+ * nobody listened, and the listener's error is emitted as `error` (or, when nobody listens for
+ * `error`, as a process warning with code `LONGPOLL_LISTENER_ERROR`).
  */
 export type BrokerEvents<T = JsonValue> = {
   /** A message was published through this broker. */
@@ -113,7 +117,10 @@ export type BrokerEvents<T = JsonValue> = {
   evict: (eviction: Eviction) => void;
   /** `close()` was called. */
   close: () => void;
-  /** The engine failed while held polls were being woken. */
+  /**
+   * The engine failed while held polls were being woken (those polls are rejected with it), or
+   * a listener of another event threw.
+   */
   error: (error: Error) => void;
 };
 
@@ -263,7 +270,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /** @param options - the engine, or the default engine's bounds */
   constructor(options: BrokerOptions = {}) {
     super();
-    const { engine, capacity, maxAge, closeTimeout = 10_000 } = options;
+    const { engine, capacity, maxAge, closeTimeout = 10_000 } = options ?? {};
     if (typeof closeTimeout !== 'number' || !(closeTimeout > 0)) {
       throw new LongPollError('invalid_option', `closeTimeout must be a positive number of milliseconds, got ${String(closeTimeout)}`);
     }
@@ -277,7 +284,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       resync: () => {
         for (const [channel, state] of this.#channels) this.#appended(channel, state);
       },
-      evicted: (channel, count, reason) => this.emit('evict', { channel, count, reason }),
+      evicted: (channel, count, reason) => this.#report('evict', { channel, count, reason }),
     });
     if (attached instanceof Promise) {
       this.#ready = attached;
@@ -298,7 +305,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
     const message = (await this.#engine.append(channel, json)) as PublishedMessage<T>;
-    this.emit('publish', message);
+    this.#report('publish', message);
     return message;
   }
 
@@ -311,8 +318,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   async read(channel: string, options: ReadOptions = {}): Promise<PollResult<T>> {
     assertChannel(channel);
-    const cursor = cursorOf(options);
-    const limit = limitOf(options);
+    const cursor = cursorOf(options ?? {});
+    const limit = limitOf(options ?? {});
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
     return this.#result(await this.#engine.read(channel, cursor, limit));
@@ -331,7 +338,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     // One promise, settled by the first read or later by the waiter: a held poll keeps no
     // async function's promise adopting another one (fewer objects and microtasks per poll).
     return new Promise<PollResult<T>>((resolve, reject) => {
-      this.#poll(channel, options, resolve, reject).catch(reject);
+      this.#poll(channel, options ?? {}, resolve, reject).catch(reject);
     });
   }
 
@@ -357,8 +364,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         const batch = await this.#engine.read(channel, cursor, limit);
         signal?.throwIfAborted();
         if (batch.messages.length > 0) {
-          this.emit('deliver', { channel, messages: batch.messages.length, polls: 1 });
           resolve(this.#result(batch));
+          this.#report('deliver', { channel, messages: batch.messages.length, polls: 1 });
           return;
         }
         if (wait === 0) {
@@ -378,6 +385,20 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       state.reading--;
       this.#leave(state);
     }
+  }
+
+  /**
+   * Checks, synchronously and without I/O, that `cursor` can be one of `channel`'s cursors, so
+   * that a caller can refuse a bad one before it reserves anything (the HTTP adapters check it
+   * before taking a lease). Whether the messages after it are still retained is for `poll` and
+   * `read` to tell (`cursor_expired`).
+   *
+   * @throws {@link LongPollError} `invalid_channel` or `invalid_cursor`
+   */
+  checkCursor(channel: string, cursor: Cursor): void {
+    assertChannel(channel);
+    cursorOf({ cursor });
+    this.#engine.checkCursor?.(channel, cursor);
   }
 
   /** What the broker holds right now. */
@@ -406,7 +427,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         waiter.fail(shuttingDown());
       }
     }
-    this.emit('close');
+    this.#report('close');
     if (this.#active > 0) {
       // Polls still reading answer when their read returns; a hung engine must not hang close().
       const idle = new Promise<void>((resolve) => (this.#idle = resolve));
@@ -452,8 +473,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
 
   readonly #expire = (waiter: Waiter<T>, state: ChannelState<T>): void => {
     if (!waiter.detach()) return;
-    this.emit('timeout', state.channel);
     waiter.resolve(Object.freeze({ messages: [], cursor: waiter.cursor, timedOut: true }));
+    this.#report('timeout', state.channel);
   };
 
   #appended(channel: string, state = this.#channels.get(channel)): void {
@@ -494,7 +515,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
             polls++;
             waiter.resolve(result);
           }
-          if (polls > 0) this.emit('deliver', { channel, messages: batch.messages.length, polls });
+          if (polls > 0) this.#report('deliver', { channel, messages: batch.messages.length, polls });
         }
       }
     } finally {
@@ -503,10 +524,26 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     }
   }
 
+  /** Emits an event; a listener that throws is reported, never allowed to break the caller. */
+  #report<E extends keyof BrokerEvents<T>>(event: E, ...args: Parameters<BrokerEvents<T>[E]>): void {
+    try {
+      this.emit(event, ...args);
+    } catch (error) {
+      if (this.listenerCount('error') > 0) {
+        this.emit('error', error instanceof Error ? error : LongPollError.from(error));
+      } else {
+        process.emitWarning(`A listener of the broker's ${event} event threw: ${String(error)}`, {
+          code: 'LONGPOLL_LISTENER_ERROR',
+        });
+      }
+    }
+  }
+
   #fail(group: readonly Waiter<T>[], error: unknown): void {
     const failure = LongPollError.from(error);
     for (const waiter of group) waiter.fail(failure);
-    if (this.listenerCount('error') > 0) this.emit('error', failure);
+    // An evicted cursor is the normal way back to the history, not a failure.
+    if (failure.code !== 'cursor_expired' && this.listenerCount('error') > 0) this.emit('error', failure);
   }
 
   #result(batch: Batch): PollResult<T> {

@@ -18,7 +18,10 @@ export interface Message<T = JsonValue> {
   readonly id: string;
   /** The channel it was published on. */
   readonly channel: string;
-  /** The payload. */
+  /**
+   * The payload. From a Broker it is deeply frozen: every subscriber of the channel shares it,
+   * so changing it throws (in strict code) rather than changing what the others receive.
+   */
   readonly data: T;
   /** When it was published, as an ISO-8601 string. */
   readonly publishedAt: string;
@@ -55,6 +58,12 @@ export interface EngineListener {
   resync(): void;
   /** `count` messages left `channel`'s history. */
   evicted(channel: string, count: number, reason: EvictReason): void;
+  /**
+   * Optional: something failed outside any caller's operation (the connection that brings other
+   * instances' wake-ups dropped, say). Engines report each outage once; the broker emits it as
+   * its `error` event when someone listens, and otherwise ignores it.
+   */
+  error?(error: Error): void;
 }
 
 /** What an engine holds right now. */
@@ -81,6 +90,13 @@ export interface Engine {
   append(channel: string, json: string): Promise<PublishedMessage>;
   /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
   read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch>;
+  /**
+   * Throws {@link LongPollError} `invalid_cursor` when `cursor` cannot be one of `channel`'s
+   * cursors (its syntax, or another channel's), synchronously and without I/O, so that the
+   * HTTP layer refuses it before it takes a lease. Whether the cursor is still retained is
+   * `read`'s question. Optional: without it, `read` is the only check.
+   */
+  checkCursor?(channel: string, cursor: Cursor): void;
   /** Whether `channel` holds messages now (used to count channels without double counting). */
   retains(channel: string): boolean;
   /** What the engine holds right now. */

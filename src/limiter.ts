@@ -138,6 +138,7 @@ export class ConnectionLimiter extends LimiterEmitter {
   /** @param options - the caps */
   constructor(options: LimiterOptions = {}) {
     super();
+    options ??= {};
     this.perClient = capOf(options, 'perClient', 6);
     this.perChannel = capOf(options, 'perChannel', 10_000);
     this.total = capOf(options, 'total', 100_000);
@@ -152,10 +153,17 @@ export class ConnectionLimiter extends LimiterEmitter {
    * Takes a place for one held request.
    *
    * @throws {@link LongPollError} `limit_exceeded` with `limit` (the cap that refused, checked
-   *   in the order client, channel, total) and `retryAfter` in seconds
+   *   in the order client, channel, total) and `retryAfter` in seconds; `invalid_channel` for
+   *   an empty or non-string channel; `invalid_option` for a client key that is not a string
    */
   acquire(request: LeaseRequest): Lease {
-    const { client, channel } = request;
+    const { client, channel } = request ?? {};
+    if (typeof channel !== 'string' || channel.length === 0) {
+      throw new LongPollError('invalid_channel', 'A lease needs a non-empty string channel');
+    }
+    if (client !== undefined && typeof client !== 'string') {
+      throw new LongPollError('invalid_option', `A lease's client key must be a string or undefined, got ${typeof client}`);
+    }
     const refused: LimitKind | undefined =
       client !== undefined && (this.#clients.get(client) ?? 0) >= this.perClient
         ? 'client'

@@ -1,6 +1,7 @@
 import { monotonicFactory, ulid } from 'ulid';
-import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from './engine.js';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
+import { parseFrozen } from './json.js';
 import { RingBuffer, type Positioned } from './ring-buffer.js';
 
 /** Options of {@link MemoryEngine}. */
@@ -135,7 +136,7 @@ export class MemoryEngine implements Engine {
     const message: Message = Object.freeze({
       id: this.#nextId(now),
       channel,
-      data: JSON.parse(json) as JsonValue,
+      data: parseFrozen(json),
       publishedAt: new Date(now).toISOString(),
     });
     const dropped = history.ring.push({ position, message, expiresAt: now + this.maxAge });
@@ -145,8 +146,9 @@ export class MemoryEngine implements Engine {
     } else {
       this.#messages++;
     }
-    if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
+    // Wake the waiters first: whatever a listener of `evicted` does cannot cost a wake-up.
     this.#listener?.appended(channel);
+    if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
     return { ...message, cursor: this.#cursor(history.tag, position) };
   }
 
@@ -179,8 +181,9 @@ export class MemoryEngine implements Engine {
     const next = end === ring.length ? this.#sequence : to;
     const memo = live.lastRead;
     if (memo && memo.from === from && memo.to === to && memo.cursor === next) return memo.batch;
+    // Frozen: every reader of this slice shares the array.
     const batch: Batch = {
-      messages: ring.slice(start, end).map((entry) => entry.message),
+      messages: Object.freeze(ring.slice(start, end).map((entry) => entry.message)),
       cursor: this.#cursor(tag, next),
     };
     live.lastRead = { from, to, cursor: next, batch };
@@ -206,23 +209,36 @@ export class MemoryEngine implements Engine {
     return `${this.epoch}.${tag}.${position.toString(36)}`;
   }
 
-  #positionOf(cursor: Cursor, tag: string, floor: number): number {
+  /** {@inheritDoc Engine.checkCursor} */
+  checkCursor(channel: string, cursor: Cursor): void {
+    this.#parse(cursor, this.#channels.get(channel)?.tag ?? hashOf(channel).toString(36));
+  }
+
+  /** The cursor's parts, once its syntax and channel are checked; the epoch is checked by the caller. */
+  #parse(cursor: Cursor, tag: string): { epoch: string; position: number } {
     const parts = CURSOR.exec(cursor);
     const position = parts ? Number.parseInt(parts[3]!, 36) : Number.NaN;
     if (!parts || !Number.isSafeInteger(position)) {
       throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
     }
-    const earliestCursor = this.#cursor(tag, floor);
-    if (parts[1] !== this.epoch) {
+    if (parts[2] !== tag) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
+    // Only a cursor of this epoch can be ahead: another epoch's positions mean nothing here.
+    if (parts[1] === this.epoch && position > this.#sequence) {
+      throw new LongPollError('invalid_cursor', 'The cursor is ahead of this history');
+    }
+    return { epoch: parts[1]!, position };
+  }
+
+  #positionOf(cursor: Cursor, tag: string, floor: number): number {
+    const { epoch, position } = this.#parse(cursor, tag);
+    if (epoch !== this.epoch) {
       throw new LongPollError('cursor_expired', 'The cursor is from an earlier history; resume from earliestCursor', {
-        earliestCursor,
+        earliestCursor: this.#cursor(tag, floor),
       });
     }
-    if (parts[2] !== tag) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
-    if (position > this.#sequence) throw new LongPollError('invalid_cursor', 'The cursor is ahead of this history');
     if (position < floor) {
       throw new LongPollError('cursor_expired', 'Messages after the cursor have expired; resume from earliestCursor', {
-        earliestCursor,
+        earliestCursor: this.#cursor(tag, floor),
       });
     }
     return position;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Broker, LongPollError, MemoryEngine, type Engine, type PollResult } from '../src/index.js';
+import { Broker, LongPollError, MemoryEngine, type Engine, type Message, type PollResult } from '../src/index.js';
 import { rejection } from './support/expect-error.js';
 
 interface Chat {
@@ -420,5 +420,109 @@ describe('bad input', () => {
     const first = new Broker({ engine });
     expect(() => new Broker({ engine })).toThrow(/already/);
     void first.close();
+  });
+});
+
+describe('listeners', () => {
+  it('loses no wake-up when a deliver, timeout, publish or evict listener throws, and reports it as error', async () => {
+    const small = new Broker<Chat>({ capacity: 1 });
+    const errors: Error[] = [];
+    small.on('error', (error) => errors.push(error));
+    for (const event of ['deliver', 'timeout', 'publish', 'evict'] as const) {
+      small.on(event, () => {
+        throw new Error(`${event} listener failed`);
+      });
+    }
+    // Two groups of waiters (different limits), so one drain answers several groups.
+    const first = small.poll('c', { limit: 1, wait: 5_000 });
+    const second = small.poll('c', { limit: 2, wait: 5_000 });
+    await settle();
+    await small.publish('c', { text: 'a' });
+    await small.publish('c', { text: 'b' }); // evicts 'a' by capacity
+    expect((await first).messages.length).toBeGreaterThan(0);
+    expect((await second).messages.length).toBeGreaterThan(0);
+    const timedOut = await small.poll('other', { wait: 10 });
+    expect(timedOut.timedOut).toBe(true);
+    expect(new Set(errors.map((error) => error.message))).toEqual(
+      new Set(['deliver listener failed', 'timeout listener failed', 'publish listener failed', 'evict listener failed']),
+    );
+    expect(small.stats().waiters).toBe(0);
+    await small.close();
+  });
+
+  it('turns a throwing listener into a process warning when nobody listens for error', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      broker.on('publish', () => {
+        throw new Error('metrics broke');
+      });
+      const held = broker.poll('c', { wait: 5_000 });
+      await settle();
+      await broker.publish('c', { text: 'still delivered' });
+      expect((await held).messages[0]!.data.text).toBe('still delivered');
+      await vi.waitFor(() => expect(warnings.map((w) => (w as Error & { code?: string }).code)).toContain('LONGPOLL_LISTENER_ERROR'));
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('does not report a cursor evicted while a poll was held as an error', async () => {
+    const small = new Broker<Chat>({ capacity: 1 });
+    const errors: Error[] = [];
+    small.on('error', (error) => errors.push(error));
+    const { cursor } = await small.read('c');
+    const held = small.poll('c', { cursor, limit: 1, wait: 5_000 });
+    await settle();
+    // Both land before the drain reads, so the held cursor is already behind the history.
+    void small.publish('c', { text: 'a' });
+    void small.publish('c', { text: 'b' });
+    await rejection(held, 'cursor_expired');
+    expect(errors).toEqual([]);
+    await small.close();
+  });
+});
+
+describe('shared messages', () => {
+  it('hands out frozen batches and payloads, so one consumer cannot change what another receives', async () => {
+    const sent = await broker.publish('c', { text: 'a' });
+    await broker.publish('c', { text: 'b' });
+    const first = await broker.read('c');
+    expect(() => (first.messages as Message<Chat>[]).reverse()).toThrow(TypeError);
+    expect(() => {
+      (first.messages[0]!.data as Chat).text = 'changed';
+    }).toThrow(TypeError);
+    expect(() => {
+      (sent.data as Chat).text = 'changed';
+    }).toThrow(TypeError);
+    const again = await broker.read('c');
+    expect(again.messages.map((m) => m.data.text)).toEqual(['a', 'b']);
+  });
+});
+
+describe('checkCursor', () => {
+  it('refuses garbage and another channel’s cursor at once, and accepts its own or an older epoch’s', async () => {
+    const { cursor } = await broker.publish('room:1', { text: 'a' });
+    expect(() => broker.checkCursor('room:1', cursor)).not.toThrow();
+    await rejection(() => broker.checkCursor('room:1', 'garbage'), 'invalid_cursor');
+    await rejection(() => broker.checkCursor('room:2', cursor), 'invalid_cursor');
+    await rejection(() => broker.checkCursor('', cursor), 'invalid_channel');
+    // Another epoch's cursor is well-formed: whether it is retained is poll's question (410).
+    const other = new Broker<Chat>();
+    const old = await other.publish('room:1', { text: 'x' });
+    expect(() => broker.checkCursor('room:1', old.cursor)).not.toThrow();
+    await rejection(broker.poll('room:1', { cursor: old.cursor, wait: 0 }), 'cursor_expired');
+    await other.close();
+  });
+});
+
+describe('options', () => {
+  it('takes null options as no options', async () => {
+    const plain = new Broker(null as unknown as undefined);
+    await plain.publish('c', 1);
+    expect((await plain.read('c', null as unknown as undefined)).messages).toHaveLength(1);
+    expect((await plain.poll('c', null as unknown as undefined)).messages).toHaveLength(1);
+    await plain.close();
   });
 });

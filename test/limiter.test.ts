@@ -60,6 +60,16 @@ describe('ConnectionLimiter', () => {
     expect(limiter.stats().total).toBe(0);
   });
 
+  it('refuses a lease for a missing, empty or non-string channel, or a non-string client key', async () => {
+    const limiter = new ConnectionLimiter();
+    for (const channel of ['', 42, undefined, null]) {
+      await rejection(() => limiter.acquire({ channel: channel as string }), 'invalid_channel');
+    }
+    await rejection(() => limiter.acquire(undefined as unknown as { channel: string }), 'invalid_channel');
+    await rejection(() => limiter.acquire({ client: 7 as unknown as string, channel: 'c' }), 'invalid_option');
+    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0 });
+  });
+
   it('rejects bad options with invalid_option', async () => {
     for (const options of [{ perClient: 0 }, { perChannel: -1 }, { total: 1.5 }, { total: Number.NaN }, { retryAfter: 0 }]) {
       await rejection(() => new ConnectionLimiter(options), 'invalid_option');
