@@ -104,8 +104,8 @@ describe('backoff after network errors and 5xx', () => {
     const fetch = scriptedFetch([refused(), refused(), refused(), answer([message('01A', 1)], 'c1'), refused(), refused()]);
     const { seen } = start(fetch);
     await vi.advanceTimersByTimeAsync(6000);
-    // 500, 1000, 2000; the success; an immediate re-poll that fails; then 500 and 1000 again
-    expect(gaps(fetch.calls)).toEqual([500, 1000, 2000, 0, 500, 1000]);
+    // 500, 1000, 2000; the success; a re-poll on the next turn (1 ms) that fails; then 500 and 1000 again
+    expect(gaps(fetch.calls)).toEqual([500, 1000, 2000, 1, 500, 1000]);
     expect(seen.messages).toEqual([1]);
     expect(seen.opened).toBe(1);
   });
@@ -140,10 +140,10 @@ describe('Retry-After', () => {
     const fetch = scriptedFetch([problem(503, 'unavailable', { 'retry-after': inFiveSeconds }), problem(503, 'unavailable'), refused()]);
     start(fetch);
     await vi.advanceTimersByTimeAsync(10_000);
-    // 5 s as dated (to the second); then 0.5 × 1 s: a Retry-After does not count as a backoff step
+    // 5 s as dated (to the second); then 0.5 × 2 s and 0.5 × 4 s: a Retry-After is a backoff step too
     expect(gaps(fetch.calls)[0]).toBeGreaterThan(4000);
     expect(gaps(fetch.calls)[0]).toBeLessThanOrEqual(5000);
-    expect(gaps(fetch.calls).slice(1)).toEqual([500, 1000]);
+    expect(gaps(fetch.calls).slice(1)).toEqual([1000, 2000]);
   });
 });
 
@@ -189,7 +189,7 @@ describe('answers', () => {
       answer([message('01A', 1), message('01B', 2), message('01C', 3), message('01D', 4)], 'c4'),
     ]);
     const { sub, seen } = start(fetch);
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(10);
     expect(seen.messages).toEqual([1, 2, 3, 4]);
     expect(seen.resets).toEqual(['c0']);
     expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual([null, 'c2', 'c3', 'c0', 'c4']);
@@ -222,8 +222,8 @@ describe('answers', () => {
     const fetch = scriptedFetch([expired(), expired(), expired(), expired(), answer([message('01A', 1)], 'c1'), expired(), expired()]);
     const { seen } = start(fetch);
     await vi.advanceTimersByTimeAsync(10_000);
-    // the first reset polls again at once; the next ones wait 500, 1000, 2000; a success resets that
-    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 0, 0, 500]);
+    // the first reset polls again on the next turn (≤ 1 ms); the next ones wait 500, 1000, 2000; a success resets that
+    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 1, 1, 500]);
     expect(seen.resets).toHaveLength(6);
     expect(seen.messages).toEqual([1]);
   });
@@ -234,10 +234,36 @@ describe('answers', () => {
       new Response(null, { status: 304, headers: { 'longpoll-cursor': 'c2' } }),
     ]);
     const { sub, seen } = start(fetch);
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(1000); // the 304 came at once, not held: a backoff step
     expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual([null, 'c1', 'c2']);
     expect(sub.cursor).toBe('c2');
     expect(seen.opened).toBe(1);
+  });
+
+  it('keeps its cursor through 204 and 304 timeouts whose Longpoll-Cursor it cannot read (CORS)', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const held = (status: number) => (signal: AbortSignal) =>
+      new Promise<Response>((resolve) => {
+        const timer = setTimeout(() => resolve(new Response(null, { status })), 1000);
+        signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+      });
+    const fetch = scriptedFetch([new Response(null, { status: 204 }), held(304), held(204), answer([message('01A', 1)], 'c1')]);
+    const { sub, seen } = start(fetch, { cursor: 'c0', wait: 1000 });
+    await vi.advanceTimersByTimeAsync(2010);
+    expect(seen.errors).toEqual([]);
+    expect(seen.opened).toBe(1);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual(['c0', 'c0', 'c0', 'c0', 'c1']);
+    expect(seen.messages).toEqual([1]);
+    expect(sub.cursor).toBe('c1');
+  });
+
+  it('polls without a cursor through 204 timeouts when it never had one', async () => {
+    const fetch = scriptedFetch([new Response(null, { status: 204 }), answer([message('01A', 1)], 'c1')]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen.errors).toEqual([]);
+    expect(fetch.calls.map((c) => c.url.searchParams.get('cursor'))).toEqual([null, null, 'c1']);
+    expect(seen.messages).toEqual([1]);
   });
 
   it('retries, with backoff, a success that is not a poll result', async () => {
@@ -246,7 +272,7 @@ describe('answers', () => {
     const { seen } = start(fetch);
     await vi.advanceTimersByTimeAsync(499);
     expect(fetch.calls).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(2);
     expect(fetch.calls).toHaveLength(3); // the retry succeeded; the next poll is held
     expect(seen.errors).toMatchObject([{ status: 200, fatal: false, retryIn: 500 }]);
     expect(seen.opened).toBe(1);
@@ -331,5 +357,281 @@ describe('closing', () => {
     expect(seen).toEqual([1]);
     expect(reported).toMatchObject([{ message: 'a bug in the page' }]);
     expect(sub.closed).toBe(false);
+  });
+});
+
+describe('the async iterator, created late', () => {
+  it('hands a late iterator every message, from the first one the subscription received', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1), message('01B', 2), message('01C', 3)], 'c3'), answer([message('01D', 4)], 'c4')]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    await vi.advanceTimersByTimeAsync(100); // answers came in before anyone reads
+    const read: number[] = [];
+    for await (const m of sub) {
+      read.push(m.data);
+      if (read.length === 4) break;
+    }
+    expect(read).toEqual([1, 2, 3, 4]);
+  });
+
+  it('asks for no more messages than its buffer takes, from the first poll on', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1), message('01B', 2)], 'c2')]);
+    const sub = subscribe<number>(URL_, { fetch, bufferSize: 2, limit: 50 });
+    subs.push(sub);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(fetch.calls[0]!.url.searchParams.get('limit')).toBe('2');
+    // The buffer is full and nobody reads yet: polling pauses instead of dropping.
+    expect(fetch.calls).toHaveLength(1);
+    const iterator = sub[Symbol.asyncIterator]();
+    expect(await iterator.next()).toEqual({ value: message('01A', 1), done: false });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(fetch.calls).toHaveLength(2);
+    expect(fetch.calls[1]!.url.searchParams.get('limit')).toBe('1');
+  });
+
+  it('never stalls a subscription read only through message listeners', async () => {
+    const pair = (n: number) => answer([message(`01${n}A`, n), message(`01${n}B`, n)], `c${n}`);
+    const fetch = scriptedFetch([pair(1), pair(2), pair(3)]);
+    const { seen } = start(fetch, { bufferSize: 2 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen.messages).toEqual([1, 1, 2, 2, 3, 3]);
+    expect(fetch.calls).toHaveLength(4);
+  });
+
+  it('reads from its creation on when a message listener came first', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), (signal) => held(signal, 1000, answer([message('01B', 2)], 'c2'))]);
+    const { sub, seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10);
+    const iterator = sub[Symbol.asyncIterator]();
+    const next = iterator.next();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(await next).toEqual({ value: message('01B', 2), done: false });
+    expect(seen.messages).toEqual([1, 2]);
+  });
+});
+
+/** Answers `response` after `ms`, like a server holding the poll; aborts with the request. */
+function held(signal: AbortSignal, ms: number, response: Response): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    const timer = setTimeout(() => resolve(response), ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason as Error);
+      },
+      { once: true },
+    );
+  });
+}
+
+describe('closing from a listener', () => {
+  it('leaves no timer when an error listener closes it during a Retry-After', async () => {
+    const fetch = scriptedFetch([problem(503, 'shutting_down', { 'retry-after': '20' })]);
+    const { sub } = start(fetch);
+    sub.on('error', () => sub.close());
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sub.closed).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(fetch.calls).toHaveLength(1);
+  });
+
+  it('leaves no timer when a reset listener closes it during a reset backoff', async () => {
+    const expired = () => problem(410, 'cursor_expired', {}, { earliestCursor: 'c0' });
+    const fetch = scriptedFetch([expired(), expired()]);
+    const { sub, seen } = start(fetch);
+    sub.on('reset', () => {
+      if (seen.resets.length === 2) sub.close();
+    });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sub.closed).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('leaves no timer when an open listener closes it', async () => {
+    const fetch = scriptedFetch([answer([], 'c1')]);
+    const { sub } = start(fetch);
+    sub.on('open', () => sub.close());
+    await vi.advanceTimersByTimeAsync(10);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(fetch.calls).toHaveLength(1);
+  });
+});
+
+describe('a Retry-After that cannot be taken as it is', () => {
+  const pastDate = 'Sun, 06 Nov 1994 08:49:37 GMT';
+  it.each([['0'], ['1.5'], [pastDate], ['soon'], ['-5']])('backs off instead of looping on Retry-After: %s', async (value) => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.999);
+    const fetch = scriptedFetch(Array.from({ length: 50 }, () => problem(503, 'shutting_down', { 'retry-after': value })));
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10_000);
+    // backoff steps of 999, 1998 and 3996 ms: the 5th request would come at about 15 s
+    expect(fetch.calls).toHaveLength(4);
+    expect(seen.errors.map((e) => e.retryIn)).toEqual([999, 1998, 3996, 7992]);
+  });
+
+  it('waits no longer than backoff.max, also for a Retry-After a timer cannot hold', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([problem(503, 'shutting_down', { 'retry-after': '99999999' })]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(fetch.calls).toHaveLength(1);
+    expect(seen.errors).toMatchObject([{ retryIn: 30_000 }]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(fetch.calls).toHaveLength(2);
+  });
+});
+
+describe('the cursor event', () => {
+  it('gives the cursor to save after each batch was emitted, never undefined', async () => {
+    const fetch = scriptedFetch([
+      answer([message('01A', 1), message('01B', 2)], 'c2'),
+      problem(410, 'cursor_expired'),
+      answer([message('01C', 3)], 'c3'),
+      problem(410, 'cursor_expired', {}, { earliestCursor: 'c0' }),
+    ]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    const log: string[] = [];
+    sub.on('message', (m) => log.push(`message ${m.data} (cursor ${String(sub.cursor)})`));
+    sub.on('cursor', (cursor) => log.push(`cursor ${cursor}`));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(log).toEqual(['message 1 (cursor undefined)', 'message 2 (cursor undefined)', 'cursor c2', 'message 3 (cursor undefined)', 'cursor c3', 'cursor c0']);
+  });
+});
+
+/** A 200 answer whose body arrives in `parts`, one every `every` ms; the request's abort errors it. */
+function trickle(signal: AbortSignal, body: string, parts: number, every: number, stallAfter = Infinity): Response {
+  const bytes = new TextEncoder().encode(body);
+  const size = Math.ceil(bytes.length / parts);
+  let sent = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        controller.error(signal.reason);
+      }, { once: true });
+      const push = () => {
+        controller.enqueue(bytes.slice(sent * size, (sent + 1) * size));
+        sent++;
+        if (sent === parts) controller.close();
+        else if (sent < stallAfter) timer = setTimeout(push, every);
+      };
+      timer = setTimeout(push, every);
+    },
+  });
+  return new Response(stream, { status: 200, headers: { 'content-type': 'application/json' } });
+}
+
+describe('reading a large answer', () => {
+  const backlog = JSON.stringify({ messages: Array.from({ length: 10 }, (_, i) => message(`01B${i}`, i)), cursor: 'c10', timedOut: false });
+
+  it('reads a body that keeps coming for longer than the deadline', async () => {
+    const fetch = scriptedFetch([(signal) => Promise.resolve(trickle(signal, backlog, 5, 400))]);
+    const { seen } = start(fetch, { timeoutMargin: 500 });
+    await vi.advanceTimersByTimeAsync(2100);
+    expect(seen.errors).toEqual([]);
+    expect(seen.messages).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('abandons a body that stops coming for timeoutMargin', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch([(signal) => Promise.resolve(trickle(signal, backlog, 5, 400, 2))]);
+    const { seen } = start(fetch, { timeoutMargin: 500 });
+    await vi.advanceTimersByTimeAsync(1299);
+    expect(seen.errors).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(seen.errors).toMatchObject([{ fatal: false, message: expect.stringContaining('no progress within 500 ms') }]);
+    expect(fetch.calls[0]!.signal.aborted).toBe(true);
+    expect(seen.messages).toEqual([]);
+  });
+});
+
+describe('a listener that throws', () => {
+  it('becomes an error event in Node, and neither crashes the process nor stops the polling', async () => {
+    expect((globalThis as { reportError?: unknown }).reportError).toBeUndefined();
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), answer([message('01B', 2)], 'c2')]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    const bug = new Error('a bug in the app');
+    const errors: SubscriptionError[] = [];
+    const seen: number[] = [];
+    sub.on('message', (m) => {
+      if (m.data === 1) throw bug;
+    });
+    sub.on('message', (m) => seen.push(m.data));
+    sub.on('error', (e) => errors.push(e));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen).toEqual([1, 2]);
+    expect(errors).toMatchObject([{ code: 'listener_error', fatal: false, cause: bug, message: expect.stringContaining('a bug in the app') }]);
+    expect(sub.closed).toBe(false);
+    expect(fetch.calls).toHaveLength(3);
+  });
+
+  it('logs an error listener that throws, instead of looping or crashing', async () => {
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const fetch = scriptedFetch([problem(500, 'internal')]);
+    const { sub } = start(fetch);
+    sub.on('error', () => {
+      throw new Error('a bug in the error handler');
+    });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(logged).toHaveBeenCalledOnce();
+    expect(logged.mock.calls[0]![1]).toMatchObject({ message: 'a bug in the error handler' });
+    expect(sub.closed).toBe(false);
+  });
+});
+
+describe('a server that does not hold polls', () => {
+  it('backs off when empty answers come back far sooner than the wait', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const fetch = scriptedFetch(Array.from({ length: 50 }, (_, i) => answer([], `c${i}`)));
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10_000);
+    // the first poll asks wait=0 (answered at once, rightly); then 500, 1000, 2000, 4000 ms steps
+    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 4000]);
+    expect(seen.errors).toEqual([]);
+    expect(seen.opened).toBe(1);
+  });
+
+  it('yields to the event loop between polls, even when every answer is ready at once', async () => {
+    vi.useRealTimers();
+    let n = 0;
+    const calls: number[] = [];
+    const fetch: Fetch = async (_url, init) => {
+      calls.push(++n);
+      if (n > 2000) return held(init.signal!, 60_000, answer([], 'end'));
+      return answer([message(`01N${n}`, n)], `c${n}`);
+    };
+    const sub = subscribe<number>(URL_, { fetch, wait: 0 });
+    subs.push(sub);
+    sub.on('message', () => {});
+    const pollsBeforeATimer = await new Promise<number>((resolve) => setTimeout(() => resolve(calls.length), 0));
+    sub.close();
+    expect(pollsBeforeATimer).toBeLessThan(10);
+  });
+});
+
+describe('options and listeners', () => {
+  it('removes a once listener with off', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1')]);
+    const { sub } = start(fetch);
+    const listener = vi.fn();
+    sub.once('message', listener);
+    sub.off('message', listener);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(listener).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    [{ timeoutMargin: 0 }, /timeoutMargin/],
+    [{ backoff: { max: 2 ** 31 } }, /backoff\.max/],
+  ])('refuses %o with invalid_option', (options, message) => {
+    expect(() => subscribe(URL_, options)).toThrow(expect.objectContaining({ name: 'LongPollError', code: 'invalid_option', message: expect.stringMatching(message) }));
+  });
+
+  it('refuses a relative URL outside a browser with invalid_option', () => {
+    expect(() => subscribe('/channels/room')).toThrow(expect.objectContaining({ name: 'LongPollError', code: 'invalid_option', message: expect.stringContaining('absolute') }));
   });
 });

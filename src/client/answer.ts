@@ -3,8 +3,12 @@ import { retryAfterMs } from './retry-after.js';
 
 /** What one poll's answer means for the subscription. */
 export type PollOutcome<T> =
-  /** 200 with messages or `timedOut`, or a 204/304 timeout: deliver, then poll from `cursor`. */
-  | { readonly kind: 'messages'; readonly messages: readonly Message<T>[]; readonly cursor: Cursor }
+  /**
+   * 200 with messages or `timedOut`, or a 204/304 timeout: deliver, then poll from `cursor`.
+   * `cursor` is `undefined` for a 204/304 whose `Longpoll-Cursor` the client cannot read (a
+   * cross-origin answer without `Access-Control-Expose-Headers`): keep the current cursor.
+   */
+  | { readonly kind: 'messages'; readonly messages: readonly Message<T>[]; readonly cursor: Cursor | undefined; readonly timedOut: boolean }
   /** 410 `cursor_expired`: resume from `earliestCursor` (everything retained when absent). */
   | { readonly kind: 'reset'; readonly earliestCursor: Cursor | undefined }
   /** Anything else: retried (after `retryAfter` when the server said) unless `fatal`. */
@@ -52,11 +56,12 @@ function isPollBody<T>(body: unknown): body is PollBody<T> {
 
 /** Reads one answer of the HTTP protocol (DESIGN.md, "HTTP protocol"). */
 export function readAnswer<T>(status: number, headers: Headers, text: string): PollOutcome<T> {
-  const headerCursor = headers.get('longpoll-cursor');
-  if ((status === 204 || status === 304) && headerCursor) return { kind: 'messages', messages: [], cursor: headerCursor };
+  // A 204/304 is a timeout: nothing came after the cursor we sent, so the cursor we hold stays
+  // valid when the header is absent or hidden from us (CORS exposes only safelisted headers).
+  if (status === 204 || status === 304) return { kind: 'messages', messages: [], cursor: headers.get('longpoll-cursor') || undefined, timedOut: true };
   if (status === 200) {
     const body = parse(text);
-    if (isPollBody<T>(body)) return { kind: 'messages', messages: body.messages, cursor: body.cursor };
+    if (isPollBody<T>(body)) return { kind: 'messages', messages: body.messages, cursor: body.cursor, timedOut: body.messages.length === 0 };
   }
   const problem = (parse(text) ?? {}) as ProblemBody;
   if (status === 410) {

@@ -1,7 +1,7 @@
 /**
  * Exponential backoff with full jitter (the "Full Jitter" of AWS's *Exponential Backoff and
- * Jitter*): the n-th consecutive failure waits a uniformly random time in
- * `[0, min(max, initial × 2ⁿ))`, so clients that failed together do not retry together.
+ * Jitter*): the n-th consecutive failure (n = 1, 2, …) waits a uniformly random time in
+ * `[0, min(max, initial × 2ⁿ⁻¹))`, so clients that failed together do not retry together.
  */
 export class Backoff {
   readonly #initial: number;

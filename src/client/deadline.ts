@@ -1,6 +1,8 @@
 /** A request's own signal: aborted by its parent (the subscription closing) or by its deadline. */
 export interface RequestDeadline {
   readonly signal: AbortSignal;
+  /** Replaces the deadline by one `ms` from now (the body made progress: give it more time). */
+  extend(ms: number): void;
   /**
    * Clears the timer and detaches from the parent, so nothing outlives the request; aborts the
    * request too, which frees its connection if the answer was not read to the end.
@@ -15,7 +17,9 @@ export interface RequestDeadline {
  */
 export function requestDeadline(parent: AbortSignal, ms: number): RequestDeadline {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new DOMException(`No answer within ${ms} ms`, 'TimeoutError')), ms);
+  const arm = (limit: number, what: string) =>
+    setTimeout(() => controller.abort(new DOMException(`${what} within ${limit} ms`, 'TimeoutError')), limit);
+  let timer = arm(ms, 'No answer');
   const onAbort = () => {
     clearTimeout(timer);
     controller.abort(parent.reason);
@@ -24,6 +28,11 @@ export function requestDeadline(parent: AbortSignal, ms: number): RequestDeadlin
   else parent.addEventListener('abort', onAbort, { once: true });
   return {
     signal: controller.signal,
+    extend(limit) {
+      if (controller.signal.aborted) return;
+      clearTimeout(timer);
+      timer = arm(limit, 'The answer stalled: no progress');
+    },
     release() {
       clearTimeout(timer);
       parent.removeEventListener('abort', onAbort);

@@ -1,12 +1,22 @@
 /**
  * A minimal typed event emitter for the client. `node:events` does not exist in browsers and
  * `EventTarget` would wrap every payload in an Event, so the client carries its own: listeners
- * in insertion order, `once`, and a listener that throws never stops the others or the caller.
+ * in insertion order, `once`, and a listener that throws never stops the others or the caller:
+ * its error goes to `onListenerError`.
  */
 export type EventMap<Events> = { [E in keyof Events]: (...args: never[]) => void };
 
+type Listener = (...args: never[]) => void;
+
 export class Emitter<Events extends EventMap<Events>> {
-  readonly #listeners = new Map<keyof Events, Set<Events[keyof Events]>>();
+  readonly #listeners = new Map<keyof Events, Set<Listener>>();
+  /** A `once` wrapper → the listener it wraps, so `off(event, listener)` finds the wrapper. */
+  readonly #wrapped = new WeakMap<Listener, Listener>();
+  readonly #onListenerError: (error: unknown, event: keyof Events) => void;
+
+  constructor(onListenerError: (error: unknown, event: keyof Events) => void) {
+    this.#onListenerError = onListenerError;
+  }
 
   on<E extends keyof Events>(event: E, listener: Events[E]): void {
     let listeners = this.#listeners.get(event);
@@ -15,14 +25,19 @@ export class Emitter<Events extends EventMap<Events>> {
   }
 
   off<E extends keyof Events>(event: E, listener: Events[E]): void {
-    this.#listeners.get(event)?.delete(listener);
+    const listeners = this.#listeners.get(event);
+    if (!listeners) return;
+    for (const entry of listeners) {
+      if (entry === listener || this.#wrapped.get(entry) === listener) listeners.delete(entry);
+    }
   }
 
   once<E extends keyof Events>(event: E, listener: Events[E]): void {
     const wrapper = ((...args: Parameters<Events[E]>) => {
-      this.off(event, wrapper);
+      this.#listeners.get(event)?.delete(wrapper);
       (listener as (...args: Parameters<Events[E]>) => void)(...args);
     }) as Events[E];
+    this.#wrapped.set(wrapper, listener);
     this.on(event, wrapper);
   }
 
@@ -34,7 +49,7 @@ export class Emitter<Events extends EventMap<Events>> {
       try {
         (listener as (...args: Parameters<Events[E]>) => void)(...args);
       } catch (error) {
-        report(error);
+        this.#onListenerError(error, event);
       }
     }
   }
@@ -42,17 +57,4 @@ export class Emitter<Events extends EventMap<Events>> {
   clear(): void {
     this.#listeners.clear();
   }
-}
-
-/**
- * A listener's bug must not stop the subscription, yet must not vanish either: report it the
- * way EventTarget does (`reportError` in browsers; an uncaught exception on a later tick in Node).
- */
-function report(error: unknown): void {
-  const { reportError } = globalThis as { reportError?: (error: unknown) => void };
-  if (typeof reportError === 'function') reportError(error);
-  else
-    queueMicrotask(() => {
-      throw error;
-    });
 }

@@ -27,16 +27,17 @@ export { SubscriptionError } from './subscription-error.js';
 
 /**
  * Subscribes to a channel's URL (`{origin}{prefix}/{channel}`) and starts polling at once.
- * Throws `LongPollError` with code `invalid_option` for an option that cannot work.
+ * Throws `LongPollError` with code `invalid_option` for an option that cannot work, or a URL
+ * that is not one (outside a browser, a relative URL).
  *
  * @typeParam T - the messages' `data`
  * @example
  * ```ts
  * const sub = subscribe<Chat>('/channels/room:1', { cursor: sessionStorage.getItem('cursor') ?? undefined });
- * sub.on('message', (message) => {
- *   render(message.data);
- *   sessionStorage.setItem('cursor', sub.cursor!);
- * });
+ * sub.on('message', (message) => render(message.data));
+ * // After each batch's messages were emitted; never undefined. Saving it in the message
+ * // listener instead would store the previous batch's cursor (undefined at first).
+ * sub.on('cursor', (cursor) => sessionStorage.setItem('cursor', cursor));
  * sub.on('reset', () => reloadHistory());
  * // later: sub.close();
  * ```

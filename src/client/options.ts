@@ -15,7 +15,8 @@ export interface BackoffOptions {
    */
   initial?: number;
   /**
-   * The ceiling no retry's delay exceeds.
+   * The ceiling no retry's delay exceeds, also one asked for by `Retry-After`. At most
+   * 2³¹ − 1 (the longest timer JavaScript runtimes keep).
    * @default 30_000
    */
   max?: number;
@@ -54,8 +55,11 @@ export interface SubscribeOptions {
    */
   limit?: number;
   /**
-   * How much longer than `wait` a request may take before the client gives up on it (a dead
-   * connection, a proxy that swallowed the answer), aborts it and retries with backoff.
+   * How much longer than `wait` a request may take to bring the answer's headers before the
+   * client gives up on it (a dead connection, a proxy that swallowed the answer), aborts it and
+   * retries with backoff. Once the headers are in, the body may take as long as it needs while
+   * it keeps coming: the request is abandoned only when no byte arrives for `timeoutMargin`
+   * (a large backlog over a slow link is not cut and asked for again forever). Must be > 0.
    * @default 5_000
    */
   timeoutMargin?: number;
@@ -77,14 +81,19 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
   /**
    * Exponential backoff with full jitter after network errors, timeouts and 5xx answers: the
-   * n-th consecutive failure waits a random time between 0 and `min(max, initial × 2ⁿ⁻¹)`. A
-   * success resets it. A 429 or 503 with `Retry-After` waits exactly what the server asked.
+   * n-th consecutive failure (n = 1, 2, …) waits a random time between 0 and
+   * `min(max, initial × 2ⁿ⁻¹)`. A success resets it. A 429 or 503 with a readable `Retry-After`
+   * (whole seconds or an HTTP date) waits what the server asked, but never less than that
+   * backoff step and never more than `max`; an unreadable one is ignored. An empty answer that
+   * comes back much sooner than the `wait` asked for (a server or proxy that does not hold polls)
+   * also counts as a backoff step, so such a server is not polled in a tight loop.
    * @default { initial: 1_000, max: 30_000 }
    */
   backoff?: BackoffOptions;
   /**
-   * How many messages the async iterator buffers for a slow reader. When it is full, polling
-   * pauses until the reader catches up: nothing is dropped.
+   * How many messages the subscription buffers for its async iterator (see
+   * {@link Subscription} for when it buffers). When the buffer is full, polling pauses until the
+   * reader catches up: nothing is dropped. No poll asks for more than fit (`limit` is lowered).
    * @default 100
    */
   bufferSize?: number;
@@ -108,6 +117,8 @@ function check(valid: boolean, name: string, rule: string, value: unknown): void
 }
 
 const isDuration = (value: number) => Number.isFinite(value) && value >= 0;
+/** The longest delay `setTimeout` keeps; a longer one fires at once. */
+const MAX_TIMER = 2 ** 31 - 1;
 
 /** Applies the defaults; throws `invalid_option` for a value that cannot work. */
 export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
@@ -116,10 +127,10 @@ export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
   check(cursor === undefined || typeof cursor === 'string', 'cursor', 'a string', cursor);
   check(isDuration(wait), 'wait', 'a number of milliseconds >= 0', wait);
   check(Number.isSafeInteger(limit) && limit >= 1, 'limit', 'a positive integer', limit);
-  check(isDuration(timeoutMargin), 'timeoutMargin', 'a number of milliseconds >= 0', timeoutMargin);
+  check(Number.isFinite(timeoutMargin) && timeoutMargin > 0, 'timeoutMargin', 'a number of milliseconds > 0', timeoutMargin);
   check(fetch === undefined || typeof fetch === 'function', 'fetch', 'a function', fetch);
   check(Number.isFinite(initial) && initial > 0, 'backoff.initial', 'a number of milliseconds > 0', initial);
-  check(Number.isFinite(max) && max >= initial, 'backoff.max', 'a number of milliseconds >= backoff.initial', max);
+  check(Number.isFinite(max) && max >= initial && max <= MAX_TIMER, 'backoff.max', `a number of milliseconds >= backoff.initial and <= ${MAX_TIMER}`, max);
   check(Number.isSafeInteger(bufferSize) && bufferSize >= 1, 'bufferSize', 'a positive integer', bufferSize);
   return { cursor, wait, limit, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
 }

@@ -1,4 +1,5 @@
 import type { Cursor, JsonValue, Message } from '../engine.js';
+import { LongPollError } from '../errors.js';
 import { hasBody, readAnswer, type PollOutcome } from './answer.js';
 import { Backoff } from './backoff.js';
 import { requestDeadline } from './deadline.js';
@@ -6,6 +7,7 @@ import { Emitter } from './emitter.js';
 import { MessageQueue } from './message-queue.js';
 import { resolveOptions, type ResolvedOptions, type SubscribeOptions } from './options.js';
 import { RecentIds } from './recent-ids.js';
+import { readText } from './response-text.js';
 import { SubscriptionError } from './subscription-error.js';
 
 /** What a `reset` event carries. */
@@ -34,6 +36,14 @@ export interface SubscriptionEvents<T> {
    * `open` is prompt even on a quiet channel.
    */
   open: () => void;
+  /**
+   * The subscription's {@link Subscription.cursor | cursor} moved: after all the messages of an
+   * answer were emitted (or an empty answer moved it), or on a reset to the server's earliest
+   * cursor. Save it here to resume after a reload: it is never `undefined`, and since it comes
+   * after the batch's `message` events, a page that dies mid-batch resumes before that batch
+   * (at-least-once; ids repeat, they are not skipped).
+   */
+  cursor: (cursor: Cursor) => void;
   /** The subscription closed: by `close()`, its signal, leaving a `for await` loop, or a fatal error. */
   close: () => void;
 }
@@ -41,8 +51,17 @@ export interface SubscriptionEvents<T> {
 /** Messages delivered recently enough to be recognised if they come again. */
 const RECENT_IDS = 1000;
 
-/** Waits `ms`, or less if `signal` aborts; never rejects. */
+/**
+ * An empty answer that comes back in less than this share of the wait (and less than
+ * {@link EARLY_ANSWER_MAX}) was not held: the server or a proxy answers at once.
+ */
+const EARLY_ANSWER_SHARE = 0.5;
+/** A server may clamp a long wait (to its `maxWait`, 55 s by default): only a quick answer is early. */
+const EARLY_ANSWER_MAX = 1000;
+
+/** Waits `ms`, or less if `signal` aborts; never rejects, and leaves no timer once aborted. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
@@ -58,17 +77,34 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * A live subscription to one channel: listen with {@link Subscription.on}, or read it with
  * `for await`. Created by {@link subscribe}, which starts polling at once.
  *
+ * What the iterator sees: the subscription buffers every message (up to `bufferSize`; when the
+ * buffer is full, polling pauses) from the moment it is created until a `message` listener is
+ * added. So an iterator created late, even after some answers came in, starts with the first
+ * message: nothing is dropped. Adding a `message` listener before any iterator exists stops the
+ * buffering (and drops what it held), so a subscription used only through events never stalls
+ * on a full buffer; an iterator created after that sees the messages from then on. Using both
+ * is fine when the iterator comes first. A subscription that has neither pauses once
+ * `bufferSize` messages wait.
+ *
+ * A listener that throws does not stop the others or the polling: in a browser the error goes to
+ * `reportError` (the console, `window.onerror`), as EventTarget does; elsewhere (Node) it is
+ * emitted as an `error` event, a {@link SubscriptionError} with code `listener_error`, not
+ * `fatal`, whose `cause` is the thrown value. An `error` listener that throws is logged with
+ * `console.error`. The process never crashes because of a listener.
+ *
  * @typeParam T - the messages' `data`
  */
 export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   readonly #url: URL;
   readonly #options: ResolvedOptions;
-  readonly #events = new Emitter<SubscriptionEvents<T>>();
+  readonly #events = new Emitter<SubscriptionEvents<T>>((error, event) => this.#listenerThrew(error, event));
   readonly #stop = new AbortController();
   readonly #recent = new RecentIds(RECENT_IDS);
   readonly #backoff: Backoff;
   #cursor: Cursor | undefined;
+  /** The iterator's buffer; also before the iterator exists, until a `message` listener is added. */
   #queue: MessageQueue<Message<T>> | undefined;
+  #iterated = false;
   /** Whether the last request succeeded; until one does, polls do not wait (see #poll). */
   #connected = false;
   /** Whether the last answer was a reset (410). */
@@ -79,9 +115,9 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   /** @internal Use {@link subscribe}. */
   constructor(url: string | URL, options: SubscribeOptions = {}) {
     this.#options = resolveOptions(options);
-    // A relative URL is resolved against the page in a browser; in Node it must be absolute.
-    this.#url = new URL(url, (globalThis as { location?: { href: string } }).location?.href);
+    this.#url = resolveUrl(url);
     this.#cursor = this.#options.cursor;
+    this.#queue = new MessageQueue<Message<T>>(this.#options.bufferSize);
     this.#backoff = new Backoff(this.#options.backoff.initial, this.#options.backoff.max);
     const { signal } = this.#options;
     if (signal?.aborted) {
@@ -94,8 +130,10 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   }
 
   /**
-   * The cursor just after the last message delivered (or the one the subscription started
-   * from): keep it to resume later with `subscribe(url, { cursor })`.
+   * The cursor just after the last batch delivered (or the one the subscription started from):
+   * keep it to resume later with `subscribe(url, { cursor })`. It moves once a whole batch was
+   * emitted, so inside a `message` listener it is still the previous batch's cursor; save it
+   * from the `cursor` event instead.
    */
   get cursor(): Cursor | undefined {
     return this.#cursor;
@@ -106,8 +144,9 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     return this.#closed;
   }
 
-  /** Calls `listener` on every `event`. */
+  /** Calls `listener` on every `event`. A `message` listener added before any iterator stops the iterator's buffering. */
   on<E extends keyof SubscriptionEvents<T>>(event: E, listener: SubscriptionEvents<T>[E]): this {
+    if (event === 'message') this.#stopBuffering();
     this.#events.on(event, listener);
     return this;
   }
@@ -120,6 +159,7 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
 
   /** Calls `listener` on the next `event` only. */
   once<E extends keyof SubscriptionEvents<T>>(event: E, listener: SubscriptionEvents<T>[E]): this {
+    if (event === 'message') this.#stopBuffering();
     this.#events.once(event, listener);
     return this;
   }
@@ -138,14 +178,16 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   }
 
   /**
-   * Reads the messages in order, from the moment it is called (call it right after
-   * `subscribe`, as `for await` does). Leaving the loop closes the subscription; a fatal error
-   * is thrown from the loop after the buffered messages. While `bufferSize` messages wait for
-   * the reader, polling pauses. A subscription can be iterated once.
+   * Reads the messages in order, from the first one the subscription received, however late it
+   * is called, unless a `message` listener was added before it (then from the moment it is
+   * called; see {@link Subscription}). Leaving the loop closes the subscription; a fatal error is
+   * thrown from the loop after the buffered messages. While `bufferSize` messages wait for the
+   * reader, polling pauses. A subscription can be iterated once.
    */
   [Symbol.asyncIterator](): AsyncIterator<Message<T>, undefined> {
-    if (this.#queue) throw new TypeError('A Subscription can be iterated only once');
-    const queue = (this.#queue = new MessageQueue<Message<T>>(this.#options.bufferSize));
+    if (this.#iterated) throw new TypeError('A Subscription can be iterated only once');
+    this.#iterated = true;
+    const queue = (this.#queue ??= new MessageQueue<Message<T>>(this.#options.bufferSize));
     if (this.#closed) queue.end(this.#fatal);
     return {
       next: () => queue.next(),
@@ -161,60 +203,87 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     while (!this.#closed) {
       await this.#queue?.room();
       if (this.#closed) return;
-      let outcome: PollOutcome<T>;
-      try {
-        outcome = await this.#poll();
-      } catch (error) {
-        if (this.#closed) return;
-        this.#connected = false;
-        const retryIn = this.#backoff.next();
-        this.#events.emit('error', new SubscriptionError(`The poll failed: ${describe(error)}`, { fatal: false, retryIn, cause: error }));
-        await sleep(retryIn, this.#stop.signal);
-        continue;
-      }
+      const pause = await this.#step();
+      // Listeners may have closed the subscription: then no timer may be left running.
       if (this.#closed) return;
-      if (outcome.kind === 'failure') {
-        const { message, status, code, fatal, retryAfter } = outcome;
-        if (fatal) return this.#fail(new SubscriptionError(message, { status, code, fatal }));
-        this.#connected = false;
-        const retryIn = retryAfter ?? this.#backoff.next();
-        this.#events.emit('error', new SubscriptionError(message, { status, code, fatal, retryIn }));
-        await sleep(retryIn, this.#stop.signal);
-        continue;
-      }
-      if (!this.#connected) {
-        this.#connected = true;
-        this.#events.emit('open');
-      }
-      if (outcome.kind === 'reset') {
-        const again = this.#resetting;
-        this.#resetting = true;
-        this.#cursor = outcome.earliestCursor;
-        this.#events.emit('reset', { earliestCursor: outcome.earliestCursor });
-        // A reset right after a reset means the server rejects its own earliest cursor: back
-        // off rather than ask again at network speed.
-        if (again) await sleep(this.#backoff.next(), this.#stop.signal);
-        continue;
-      }
-      this.#resetting = false;
-      this.#backoff.reset();
-      for (const message of outcome.messages) {
-        if (this.#closed) return;
-        this.#deliver(message);
-      }
-      // Only after the whole batch: if a listener closed the subscription mid-batch, resuming
-      // from `cursor` repeats a few messages rather than skipping the rest of the batch.
-      this.#cursor = outcome.cursor;
+      // Always a macrotask between polls (a timer fires no sooner than the next turn), even when
+      // every answer is ready at once (an injected fetch, a cache): the loop never starves timers
+      // and I/O. In Node and browsers a 0 ms timer waits about 1 ms.
+      await sleep(pause ?? 0, this.#stop.signal);
     }
   }
 
-  /** One request, bounded by its own deadline and by `close()`. */
-  async #poll(): Promise<PollOutcome<T>> {
-    const { limit, timeoutMargin, headers } = this.#options;
+  /** One poll and what its answer says; returns how long to wait before the next one, if at all. */
+  async #step(): Promise<number | undefined> {
     // The first poll, and the first after a failure, asks for an answer at once: `open` then
     // says promptly that the server is reachable (and the backlog is in), instead of after a
     // whole wait on a quiet channel. Every poll after a success is held.
     const wait = this.#connected ? this.#options.wait : 0;
+    const startedAt = Date.now();
+    let outcome: PollOutcome<T>;
+    try {
+      outcome = await this.#poll(wait);
+    } catch (error) {
+      if (this.#closed) return;
+      this.#connected = false;
+      const retryIn = this.#backoff.next();
+      this.#events.emit('error', new SubscriptionError(`The poll failed: ${describe(error)}`, { fatal: false, retryIn, cause: error }));
+      return retryIn;
+    }
+    if (this.#closed) return;
+    if (outcome.kind === 'failure') {
+      const { message, status, code, fatal, retryAfter } = outcome;
+      if (fatal) {
+        this.#fail(new SubscriptionError(message, { status, code, fatal }));
+        return;
+      }
+      this.#connected = false;
+      // A Retry-After is honoured, within bounds: never below the next backoff step (a `0` or a
+      // past date must not make a retry loop), never above backoff.max.
+      const step = this.#backoff.next();
+      const retryIn = retryAfter === undefined ? step : Math.min(Math.max(retryAfter, step), this.#options.backoff.max);
+      this.#events.emit('error', new SubscriptionError(message, { status, code, fatal, retryIn }));
+      return retryIn;
+    }
+    if (!this.#connected) {
+      this.#connected = true;
+      this.#events.emit('open');
+      if (this.#closed) return;
+    }
+    if (outcome.kind === 'reset') {
+      const again = this.#resetting;
+      this.#resetting = true;
+      this.#cursor = outcome.earliestCursor;
+      this.#events.emit('reset', { earliestCursor: outcome.earliestCursor });
+      if (outcome.earliestCursor !== undefined && !this.#closed) this.#events.emit('cursor', outcome.earliestCursor);
+      // A reset right after a reset means the server rejects its own earliest cursor: back
+      // off rather than ask again at network speed.
+      return again ? this.#backoff.next() : undefined;
+    }
+    this.#resetting = false;
+    for (const message of outcome.messages) {
+      if (this.#closed) return;
+      this.#deliver(message);
+    }
+    if (this.#closed) return;
+    // Only after the whole batch: if a listener closed the subscription mid-batch, resuming
+    // from `cursor` repeats a few messages rather than skipping the rest of the batch. A timeout
+    // without a readable cursor (a 204/304 whose header CORS hides) keeps the current one.
+    if (outcome.cursor !== undefined && outcome.cursor !== this.#cursor) {
+      this.#cursor = outcome.cursor;
+      this.#events.emit('cursor', outcome.cursor);
+    }
+    // An empty answer far sooner than the wait asked for was not held (a server or proxy that
+    // answers at once): a backoff step, not a success, or the client would poll in a tight loop.
+    const early = Math.min(wait * EARLY_ANSWER_SHARE, EARLY_ANSWER_MAX);
+    if (outcome.timedOut && wait > 0 && Date.now() - startedAt < early) return this.#backoff.next();
+    this.#backoff.reset();
+    return undefined;
+  }
+
+  /** One request, bounded by its own deadline and by `close()`. */
+  async #poll(wait: number): Promise<PollOutcome<T>> {
+    const { limit, timeoutMargin, headers } = this.#options;
     const url = new URL(this.#url);
     if (this.#cursor !== undefined) url.searchParams.set('cursor', this.#cursor);
     url.searchParams.set('wait', String(Math.round(wait) / 1000));
@@ -229,7 +298,9 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
         signal: deadline.signal,
         cache: 'no-store',
       });
-      const text = hasBody(response.status) ? await response.text() : '';
+      // The deadline bounded the wait for the headers; the body only has to keep coming.
+      deadline.extend(timeoutMargin);
+      const text = hasBody(response.status) ? await readText(response, () => deadline.extend(timeoutMargin)) : '';
       return readAnswer<T>(response.status, response.headers, text);
     } catch (error) {
       // The deadline's reason says more than the AbortError some fetch implementations throw.
@@ -245,11 +316,40 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     this.#queue?.push(message);
   }
 
+  /** Stops buffering for an iterator that does not exist yet: an events user listens to `message`. */
+  #stopBuffering(): void {
+    if (this.#iterated || !this.#queue) return;
+    this.#queue.discard(); // wakes a loop paused on the full buffer
+    this.#queue = undefined;
+  }
+
+  #listenerThrew(error: unknown, event: keyof SubscriptionEvents<T>): void {
+    const { reportError } = globalThis as { reportError?: (error: unknown) => void };
+    if (typeof reportError === 'function') return reportError(error);
+    if (event === 'error' || this.#closed) {
+      console.error(`A longpoll-kit Subscription ${String(event)} listener threw:`, error);
+      return;
+    }
+    const message = `A ${String(event)} listener threw: ${describe(error)}`;
+    this.#events.emit('error', new SubscriptionError(message, { code: 'listener_error', fatal: false, cause: error }));
+  }
+
   #fail(error: SubscriptionError): void {
     if (this.#closed) return;
     this.#fatal = error;
     this.#events.emit('error', error);
     this.close();
+  }
+}
+
+/** A relative URL is resolved against the page in a browser; elsewhere it must be absolute. */
+function resolveUrl(url: string | URL): URL {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  try {
+    return new URL(url, base);
+  } catch (error) {
+    const hint = base === undefined ? ' (outside a browser it must be absolute, e.g. http://127.0.0.1:3000/channels/room)' : '';
+    throw new LongPollError('invalid_option', `subscribe url ${String(url)} is not a valid URL${hint}`, { cause: error });
   }
 }
 
