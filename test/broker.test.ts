@@ -491,10 +491,10 @@ describe('shared messages', () => {
     const first = await broker.read('c');
     expect(() => (first.messages as Message<Chat>[]).reverse()).toThrow(TypeError);
     expect(() => {
-      (first.messages[0]!.data as Chat).text = 'changed';
+      first.messages[0]!.data.text = 'changed';
     }).toThrow(TypeError);
     expect(() => {
-      (sent.data as Chat).text = 'changed';
+      sent.data.text = 'changed';
     }).toThrow(TypeError);
     const again = await broker.read('c');
     expect(again.messages.map((m) => m.data.text)).toEqual(['a', 'b']);
