@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from './support/example-process.js';
 
 // The chat example (examples/chat) in Debian's Chromium: two tabs, each running
@@ -35,6 +35,8 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
       executablePath: CHROMIUM,
       headless: true,
       timeout: 20_000,
+      // Playwright turns the back/forward cache off by default; the chat page must work with it.
+      ignoreDefaultArgs: ['--disable-back-forward-cache'],
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
   });
@@ -43,9 +45,27 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
     await chat?.stop();
   });
 
+  // The screenshot is kept whether the test passed or failed: on a failure it is what explains it.
+  let pages: Page[] = [];
+  let screenshot = 'chat.png';
+  afterEach(async () => {
+    const opened = pages;
+    pages = [];
+    const shown = opened.at(-1);
+    try {
+      if (shown && !shown.isClosed()) {
+        await mkdir(ARTIFACTS, { recursive: true });
+        await shown.screenshot({ path: new URL(screenshot, ARTIFACTS).pathname, timeout: 5000 });
+      }
+    } finally {
+      for (const page of opened) await page.close();
+    }
+  });
+
   /** A tab on the chat, with everything that went wrong in it recorded. */
   async function openTab(name: string) {
     const page = await browser!.newPage({ viewport: { width: 720, height: 640 } });
+    pages.push(page);
     const problems: string[] = [];
     const scripts: string[] = [];
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
@@ -69,6 +89,7 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
   }
 
   it('shows a message typed in one tab in the other within 1 s', async () => {
+    screenshot = 'chat.png';
     const ada = await openTab('ada');
     const grace = await openTab('grace');
 
@@ -94,9 +115,31 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
     expect(ada.scripts).toEqual(expect.arrayContaining(['200 /chat.js', '200 /lib/client/index.js', '200 /lib/client/subscription.js']));
     expect(ada.problems).toEqual([]);
     expect(grace.problems).toEqual([]);
-
-    await mkdir(ARTIFACTS, { recursive: true });
-    await grace.page.screenshot({ path: new URL('chat.png', ARTIFACTS).pathname });
     console.log(`chat: delivered across tabs in ${latency} ms; screenshot in test-artifacts/chat.png`);
+  }, 30_000);
+
+  it('subscribes again when the page comes back from the back/forward cache', async () => {
+    screenshot = 'chat-bfcache.png';
+    const ada = await openTab('ada');
+    const grace = await openTab('grace');
+    await grace.page.evaluate(() => {
+      (window as { shows?: boolean[] }).shows = [];
+      window.addEventListener('pageshow', (event) => (window as { shows?: boolean[] }).shows!.push(event.persisted));
+    });
+    // Leave the page, say something meanwhile, and come back.
+    await grace.page.goto('about:blank', { timeout: 10_000 });
+    await say(ada.page, 'Said while you were away');
+    // A page restored from the cache gets no `load` event, only `pageshow`.
+    await grace.page.goBack({ timeout: 10_000, waitUntil: 'commit' });
+    await grace.page.waitForFunction(() => (window as { shows?: boolean[] }).shows?.length === 1, undefined, { timeout: 5000 });
+    const shows = await grace.page.evaluate(() => (window as { shows?: boolean[] }).shows);
+    // Chromium kept the page (it closed its subscription on pagehide, so nothing blocked the cache).
+    expect(shows).toEqual([true]);
+    await grace.page.locator('#messages li', { hasText: 'Said while you were away' }).waitFor({ timeout: 2000 });
+    const sentAt = await say(ada.page, 'And after you came back');
+    await grace.page.locator('#messages li', { hasText: 'And after you came back' }).waitFor({ timeout: 1000 });
+    expect(Date.now() - sentAt).toBeLessThan(1000);
+    expect(await grace.page.locator('#status').innerText()).toBe('live');
+    expect(grace.problems).toEqual([]);
   }, 30_000);
 });

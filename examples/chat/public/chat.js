@@ -45,19 +45,34 @@ function show(message) {
   append(item);
 }
 
-// No cursor: the first answer brings the room's retained history, then each new line.
-const subscription = subscribe(CHANNEL_URL);
-subscription.on('open', () => setStatus('live', 'live'));
-subscription.on('message', (message) => {
-  setStatus('live', 'live');
-  show(message);
-});
-subscription.on('reset', () => note('The server lost its history; showing what it has now.'));
-subscription.on('error', (error) => {
-  if (error.fatal) setStatus('stopped', `stopped: ${error.message}`);
-  else setStatus('retrying', `reconnecting in ${Math.ceil(error.retryIn / 1000)} s`);
-});
+// The first subscription has no cursor: its first answer brings the room's retained history,
+// then each new line. A later one resumes from where the last one stopped.
+let subscription;
+function connect(cursor) {
+  subscription = subscribe(CHANNEL_URL, { cursor });
+  subscription.on('open', () => setStatus('live', 'live'));
+  subscription.on('message', (message) => {
+    setStatus('live', 'live');
+    show(message);
+  });
+  subscription.on('reset', () => note('The server lost its history; showing what it has now.'));
+  subscription.on('error', (error) => {
+    if (error.fatal) setStatus('stopped', `stopped: ${error.message}`);
+    else setStatus('retrying', `reconnecting in ${Math.ceil(error.retryIn / 1000)} s`);
+  });
+}
+connect(undefined);
+
+// Leaving the page frees the held poll at once. The browser may keep the page in its
+// back/forward cache and show it again (pageshow with `persisted`): then subscribe again from
+// the cursor the closed subscription reached, so the lines sent meanwhile appear.
 window.addEventListener('pagehide', () => subscription.close());
+window.addEventListener('pageshow', (event) => {
+  if (event.persisted && subscription.closed) {
+    setStatus('connecting', 'connecting');
+    connect(subscription.cursor);
+  }
+});
 
 async function send() {
   const text = textInput.value.trim();
