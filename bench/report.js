@@ -132,7 +132,7 @@ export function renderMarkdown(summary, context) {
   lines.push(
     `## Memory per held poll (N = ${integer(top)})`,
     '',
-    'Server heap and RSS after two forced collections (between timed windows), holding N polls against holding the 100 of the steady-state clients.',
+    'Server heap and RSS after two forced collections (between timed windows), holding N polls against holding none (after the warm-up and the latency rounds). For socket.io and faye a held poll includes its session.',
     '',
   );
   table(

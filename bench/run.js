@@ -32,12 +32,19 @@ function newest(dir) {
 
 // The benchmark imports the package by name, which resolves to dist/: make sure it is current.
 const dist = join(root, 'dist');
+function build(reason) {
+  console.log(`bench: ${reason}, running npm run build`);
+  try {
+    execSync('npm run -s build', { cwd: root, stdio: 'inherit' });
+  } catch (error) {
+    console.error('bench: npm run build failed; fix the build (or run it yourself) and run the benchmark again');
+    throw error;
+  }
+}
 if (!existsSync(join(dist, 'index.js')) || !existsSync(join(dist, 'adapters', 'node.js'))) {
-  console.log('bench: dist/ is missing, running npm run build');
-  execSync('npm run -s build', { cwd: root, stdio: 'inherit' });
+  build('dist/ is missing');
 } else if (newest(join(root, 'src')) > statSync(join(dist, 'index.js')).mtimeMs) {
-  console.log('bench: src/ is newer than dist/, running npm run build');
-  execSync('npm run -s build', { cwd: root, stdio: 'inherit' });
+  build('src/ is newer than dist/');
 } else {
   console.log('bench: using dist/ (built after the last change to src/)');
 }
