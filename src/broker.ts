@@ -118,8 +118,9 @@ export type BrokerEvents<T = JsonValue> = {
   /** `close()` was called. */
   close: () => void;
   /**
-   * The engine failed while held polls were being woken (those polls are rejected with it), or
-   * a listener of another event threw.
+   * The engine failed while held polls were being woken (those polls are rejected with it), a
+   * listener of another event threw, or the engine reported an outage of its own (once per
+   * outage: RedisEngine's connection that brings other instances' wake-ups dropped).
    */
   error: (error: Error) => void;
 };
@@ -285,6 +286,10 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         for (const [channel, state] of this.#channels) this.#appended(channel, state);
       },
       evicted: (channel, count, reason) => this.#report('evict', { channel, count, reason }),
+      // An engine's own outage (RedisEngine's listening connection): news for whoever listens.
+      error: (error) => {
+        if (this.listenerCount('error') > 0) this.emit('error', LongPollError.from(error));
+      },
     });
     if (attached instanceof Promise) {
       this.#ready = attached;

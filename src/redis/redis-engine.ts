@@ -8,8 +8,11 @@ import { appendScript, readScript, type Script } from './scripts.js';
 /** Options of {@link RedisEngine}. */
 export interface RedisEngineOptions {
   /**
-   * Your ioredis client. The engine runs its commands on it and never closes it; it opens one
-   * more connection of its own, `redis.duplicate()`, to listen for other instances' messages.
+   * Your ioredis client (a single Redis server or Sentinel; Redis Cluster is not supported yet
+   * and is refused with `invalid_option`). The engine runs its commands on it and never closes
+   * it; it opens one more connection of its own, `redis.duplicate()`, to listen for other
+   * instances' messages. That connection has its own `retryStrategy` (capped backoff, it never
+   * gives up until `close()`), so wake-ups from other instances come back after any outage.
    *
    * So that a publish fails at once while Redis is down, instead of waiting in ioredis' offline
    * queue and perhaps succeeding later, create it with `enableOfflineQueue: false` and
@@ -40,7 +43,8 @@ export interface RedisEngineOptions {
   maxAge?: number;
   /**
    * How long one Redis command may take, in milliseconds, before the publish or poll fails with
-   * `unavailable` (HTTP 503). A command that timed out may still run later if your client queues
+   * `unavailable` (HTTP 503). Also how long, after the listening connection is back, the engine
+   * waits for your client to be ready before it reads the channels with held polls again. A command that timed out may still run later if your client queues
    * it, which is one more reason for `enableOfflineQueue: false`.
    * @default 3_000
    */
@@ -54,6 +58,13 @@ const META_GRACE = 86_400_000;
  * How long a read keeps a channel's epoch hash alive at least. Reads of channels that never had
  * a message create one (their cursor needs an epoch), so this bounds what such reads can leave
  * behind in Redis; a client idle for longer gets `cursor_expired` and rehydrates.
+ *
+ * Why a read writes at all: a cursor for a channel without history must still name an epoch,
+ * and that epoch must be the one its first message will be appended in. A sentinel epoch that
+ * writes nothing would be accepted by whatever epoch the channel gets later, including one
+ * created after a flush that lost messages published after the cursor: a silent gap. So every
+ * read of an unknown channel costs one small hash with this TTL; applications that serve
+ * unauthenticated readers should restrict channels with `authorize` or `channelPattern`.
  */
 const READ_GRACE = 600_000;
 
@@ -70,6 +81,11 @@ function tagOf(channel: string): string {
 function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
   if (!valid) throw new LongPollError('invalid_option', `RedisEngine option ${name} must be ${expected}, got ${String(value)}`);
 }
+
+/** Errors Redis answered that pass by themselves: retrying later may succeed (503, not 500). */
+const TRANSIENT = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', 'TRYAGAIN', 'CLUSTERDOWN']);
+/** The listening connection retries forever, 50 ms after the first failure, at most 2 s apart. */
+const subscriberRetry = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt - 1, 6), 2_000);
 
 type StreamEntry = [id: string, fields: string[]];
 type AppendReply = [epoch: string, id: string, trimmed: number, expired: number];
@@ -127,6 +143,11 @@ export class RedisEngine implements Engine {
   readonly #nextId = monotonicFactory();
   #listener: EngineListener | undefined;
   #subscriber: Redis | undefined;
+  /** Whether the subscriber listens now (subscribed since its last connect). */
+  #subscribed = false;
+  /** Whether the subscriber's current outage was reported already. */
+  #outage = false;
+  #resyncTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * @example
@@ -137,6 +158,8 @@ export class RedisEngine implements Engine {
   constructor(options: RedisEngineOptions) {
     const { redis, prefix = 'lp:', capacity = 1000, maxAge = 300_000, timeout = 3_000 } = options ?? {};
     assertOption(typeof redis?.duplicate === 'function', 'redis', redis, 'an ioredis client');
+    // Cluster.duplicate() takes other arguments and multi-key scripts need one slot per call.
+    assertOption(redis.isCluster !== true, 'redis', 'a Cluster', 'a Redis client (Redis Cluster is not supported yet)');
     assertOption(typeof prefix === 'string', 'prefix', prefix, 'a string');
     assertOption(Number.isSafeInteger(capacity) && capacity > 0, 'capacity', capacity, 'a positive integer');
     assertOption(typeof maxAge === 'number' && maxAge > 0, 'maxAge', maxAge, 'a positive number of milliseconds');
@@ -154,39 +177,80 @@ export class RedisEngine implements Engine {
     if (this.#listener) throw new LongPollError('invalid_option', 'This engine already serves a broker');
     this.#listener = listener;
     // Resubscribing is ours to do, so that the channels with waiters are read again only once
-    // the subscription is back: a message in between would otherwise wake nobody.
-    const subscriber = this.#redis.duplicate({ autoResubscribe: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    // the subscription is back: a message in between would otherwise wake nobody. Its own
+    // retryStrategy: if it inherited one that gives up, wake-ups would stop without a word.
+    const subscriber = this.#redis.duplicate({
+      autoResubscribe: false,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      retryStrategy: subscriberRetry,
+    });
     this.#subscriber = subscriber;
-    // Outages reach callers through their own commands; the subscriber just reconnects.
-    subscriber.on('error', () => {});
+    // Outages reach callers through their own commands; the broker hears of each one once.
+    subscriber.on('error', (error: Error) => {
+      if (this.#outage) return;
+      this.#outage = true;
+      listener.error?.(new LongPollError('unavailable', `Lost the connection that listens for other instances' messages: ${error.message}`, { cause: error }));
+    });
+    subscriber.on('close', () => {
+      this.#subscribed = false;
+    });
     subscriber.on('ready', () => void this.#listen(subscriber));
     subscriber.on('message', (_channel: string, payload: string) => {
       const colon = payload.indexOf(':');
       if (payload.slice(0, colon) !== this.#instance) listener.appended(payload.slice(colon + 1));
     });
+    this.#redis.on('ready', this.#clientReady);
     if (subscriber.status === 'wait') subscriber.connect().catch(() => {});
   }
 
+  /**
+   * Subscribes again after every (re)connect, then has the broker read every channel with held
+   * polls. Those reads run on your client, which may still be reconnecting (with
+   * `enableOfflineQueue: false` its commands fail at once): then the re-read waits for its
+   * 'ready' (see #clientReady), at most `timeout`, rather than answering held polls with 503.
+   */
   async #listen(subscriber: Redis): Promise<void> {
     try {
       await subscriber.subscribe(this.#notifications);
     } catch {
       return; // the connection dropped again; its next 'ready' retries
     }
-    this.#listener?.resync();
+    if (subscriber !== this.#subscriber || subscriber.status !== 'ready') return;
+    this.#outage = false;
+    this.#subscribed = true;
+    clearTimeout(this.#resyncTimer);
+    if (this.#redis.status === 'ready') {
+      this.#listener?.resync();
+      return;
+    }
+    this.#resyncTimer = setTimeout(() => {
+      if (this.#subscribed) this.#listener?.resync(); // your client is still down: the reads fail with 503
+    }, this.#timeout);
+    this.#resyncTimer.unref?.();
   }
+
+  /** Your client is back: read again what its outage may have failed or the subscriber missed. */
+  readonly #clientReady = (): void => {
+    if (!this.#subscribed) return; // #listen resyncs once the subscription is back
+    clearTimeout(this.#resyncTimer);
+    this.#listener?.resync();
+  };
 
   /** Appends `json` to `channel`'s stream, trims it and notifies every instance, in one script. */
   async append(channel: string, json: string): Promise<PublishedMessage> {
     const id = this.#nextId();
     const keep = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) + META_GRACE : -1;
-    const [epoch, entry, trimmed, expired] = (await this.#run(appendScript, channel, keep, [
-      this.capacity,
-      id,
-      json,
-      this.#notifications,
-      `${this.#instance}:${channel}`,
-    ])) as AppendReply;
+    let reply: AppendReply;
+    try {
+      reply = (await this.#run(appendScript, channel, keep, [this.capacity, id, json, this.#notifications, `${this.#instance}:${channel}`])) as AppendReply;
+    } catch (error) {
+      // A script that timed out may still be stored, and this instance ignores its own
+      // notifications: a spurious wake-up costs one read, a missed one a whole wait.
+      this.#listener?.appended(channel);
+      throw error;
+    }
+    const [epoch, entry, trimmed, expired] = reply;
     if (expired > 0) this.#listener?.evicted(channel, expired, 'maxAge');
     if (trimmed > 0) this.#listener?.evicted(channel, trimmed, 'capacity');
     this.#listener?.appended(channel);
@@ -230,6 +294,9 @@ export class RedisEngine implements Engine {
 
   /** Closes the connection the engine opened; your client stays open. */
   async close(): Promise<void> {
+    clearTimeout(this.#resyncTimer);
+    this.#redis.off('ready', this.#clientReady);
+    this.#subscribed = false;
     this.#subscriber?.disconnect();
     this.#subscriber = undefined;
   }
@@ -244,6 +311,11 @@ export class RedisEngine implements Engine {
         message: `Redis did not answer within ${this.#timeout} ms`,
       });
     } catch (error) {
+      // Redis' own answer to a command is a bug or a misconfiguration (500), unless it names a
+      // condition that passes; timeouts and connection errors are outages (503).
+      if (error instanceof Error && error.name === 'ReplyError' && !TRANSIENT.has(error.message.split(' ', 1)[0]!)) {
+        throw new LongPollError('internal', 'The message store refused the command', { cause: error });
+      }
       throw new LongPollError('unavailable', 'The message store is unavailable; try again shortly', { cause: error, retryAfter: 1 });
     }
   }

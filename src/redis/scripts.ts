@@ -33,6 +33,12 @@ local epoch, floor, last = state[1], state[2], state[3]
 local created = not epoch
 if created then
   epoch, floor, last = newEpoch, '0-0', '0-0'
+  -- The hash is gone but the stream survived (eviction, a manual DEL): new ids must go above
+  -- its entries, and nothing before them is provable in the new epoch.
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #newest > 0 then
+    floor, last = newest[1][1], newest[1][1]
+  end
   redis.call('HSET', meta, 'epoch', epoch, 'floor', floor, 'last', last)
 end
 -- Extend, never shorten: a read keeps the epoch alive for a while, an append for maxAge and more.
@@ -77,9 +83,23 @@ redis.call('XADD', stream, id, 'id', ARGV[5], 'data', ARGV[6])
 local trimmed = 0
 local length = redis.call('XLEN', stream)
 if length > capacity then
-  local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', length - capacity)
-  floor = gone[#gone][1]
-  trimmed = redis.call('XTRIM', stream, 'MAXLEN', capacity)
+  local excess = length - capacity
+  if excess <= 16 then
+    -- The usual case (one over): the highest id that leaves, exactly.
+    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', excess)
+    floor = gone[#gone][1]
+    trimmed = redis.call('XTRIM', stream, 'MAXLEN', capacity)
+  else
+    -- capacity shrank: rather than load every entry that leaves, take the id just below the
+    -- new first entry (at worst a cursor at the last one that left gets a false cursor_expired).
+    trimmed = redis.call('XTRIM', stream, 'MAXLEN', capacity)
+    local firstMs, firstSeq = parse(redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1])
+    if firstSeq > 0 then
+      floor = string.format('%.0f-%.0f', firstMs, firstSeq - 1)
+    else
+      floor = string.format('%.0f-999999999999999', firstMs - 1)
+    end
+  end
 end
 redis.call('HSET', meta, 'last', id, 'floor', floor)
 if maxAge > 0 then redis.call('PEXPIRE', stream, maxAge) end

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, LongPollError } from 'longpoll-kit';
 import { RedisEngine } from 'longpoll-kit/redis';
@@ -19,8 +19,8 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
   const brokers: Broker[] = [];
 
   /** A client with the options the README recommends. */
-  function client(): Redis {
-    const redis = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+  function client(retryStrategy: () => number | null = () => 50): Redis {
+    const redis = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy });
     redis.on('error', () => {}); // outages are what these tests cause
     clients.push(redis);
     return redis;
@@ -31,10 +31,31 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
     return redis;
   }
 
-  function broker(redis: Redis): Broker {
-    const made = new Broker({ engine: new RedisEngine({ redis, prefix: PREFIX }) });
+  function broker(redis: Redis, options: { timeout?: number } = {}): Broker {
+    const made = new Broker({ engine: new RedisEngine({ redis, prefix: PREFIX, ...options }) });
     brokers.push(made);
     return made;
+  }
+
+  /** How many connections listen for notifications under this suite's prefix. */
+  async function listeners(admin: Redis): Promise<number> {
+    const [, count] = (await admin.pubsub('NUMSUB', `${PREFIX}appended`)) as [string, number];
+    return count;
+  }
+
+  /** A broker holding one poll on `channel` (10 s wait), once its subscriber listens. */
+  async function holding(redis: Redis, channel: string) {
+    const b = broker(redis);
+    const admin = await ready(client());
+    await eventually(async () => (await listeners(admin)) === 1);
+    const { cursor } = await b.read(channel);
+    const started = performance.now();
+    const held = b.poll(channel, { cursor, wait: 10_000 }).then(
+      (result) => ({ result, after: performance.now() - started }),
+      (error: unknown) => ({ error, after: performance.now() - started }),
+    );
+    await eventually(() => b.stats().waiters === 1);
+    return { b, admin, held };
   }
 
   beforeAll(async () => {
@@ -54,6 +75,15 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
     const redis = client();
     for (const options of [{ redis, capacity: 0 }, { redis, maxAge: -1 }, { redis, prefix: 1 }, { redis, timeout: 0 }, { redis: {} }]) {
       expect(() => new RedisEngine(options as never)).toThrow(expect.objectContaining({ code: 'invalid_option' }));
+    }
+  });
+
+  it('refuses a Redis Cluster client with invalid_option (not supported yet)', () => {
+    const cluster = new Cluster([{ host: '127.0.0.1', port: server.port }], { lazyConnect: true });
+    try {
+      expect(() => new RedisEngine({ redis: cluster as never })).toThrow(expect.objectContaining({ code: 'invalid_option', message: expect.stringContaining('Cluster') }));
+    } finally {
+      cluster.disconnect();
     }
   });
 
@@ -87,11 +117,20 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
 
   it('closes the connection it opened and leaves the caller’s client open', async () => {
     const redis = await ready(client());
+    const admin = await ready(client());
     const before = Number(/connected_clients:(\d+)/.exec(await redis.info('clients'))![1]);
+    const readyListeners = redis.listenerCount('ready');
     const engine = new RedisEngine({ redis, prefix: PREFIX });
     engine.attach({ appended: () => {}, resync: () => {}, evicted: () => {} });
     await eventually(async () => Number(/connected_clients:(\d+)/.exec(await redis.info('clients'))![1]) === before + 1);
+    for (let n = 0; n < 5; n++) {
+      await admin.client('KILL', 'ID', String(await redis.client('ID'))); // and reconnect
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await eventually(async () => (await listeners(admin)) === 1 && redis.status === 'ready');
+    }
+    expect(redis.listenerCount('ready')).toBe(readyListeners + 1); // one, however many reconnects
     await engine.close();
+    expect(redis.listenerCount('ready')).toBe(readyListeners);
     await eventually(async () => Number(/connected_clients:(\d+)/.exec(await redis.info('clients'))![1]) === before);
     expect(await redis.ping()).toBe('PONG');
   });
@@ -136,19 +175,116 @@ describe.runIf(redisAvailable())('RedisEngine', () => {
     }
   });
 
-  it('reads every channel with held polls again after the subscriber reconnects', async () => {
+  it('wakes a held poll with a message whose notification was lost while its subscriber reconnected', async () => {
+    const redis = await ready(client(() => 300));
+    const { admin, held } = await holding(redis, 'resync');
+    const other = new RedisEngine({ redis: await ready(client()), prefix: PREFIX });
+    // Kills only the engine's listening connection: the notification of this append is lost
+    // for certain, and only the re-read after the reconnect can find the message.
+    expect(Number(await admin.client('KILL', 'TYPE', 'pubsub'))).toBe(1);
+    await other.append('resync', JSON.stringify('while deaf'));
+    const answer = await held;
+    expect(answer).toMatchObject({ result: { timedOut: false } });
+    expect('result' in answer && answer.result.messages.map((m) => m.data)).toEqual(['while deaf']);
+    expect(answer.after).toBeLessThan(3_000); // the wait was 10 s
+  });
+
+  it('reads again only once the caller’s client is back too, rather than answering held polls with 503', async () => {
+    const redis = await ready(client(() => 400)); // back well after the engine's own connection
+    const { admin, held } = await holding(redis, 'both');
+    const other = new RedisEngine({ redis: await ready(client()), prefix: PREFIX });
+    await admin.client('KILL', 'ID', String(await redis.client('ID')));
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await other.append('both', JSON.stringify('while both were down'));
+    const answer = await held;
+    expect(answer).not.toHaveProperty('error');
+    expect('result' in answer && answer.result.messages.map((m) => m.data)).toEqual(['while both were down']);
+    expect(answer.after).toBeLessThan(3_000);
+  });
+
+  it('keeps listening after an outage even when the caller’s client would give up reconnecting', async () => {
+    const redis = await ready(client(() => null)); // ioredis: never reconnect
+    const { admin, held } = await holding(redis, 'persistent');
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await eventually(async () => (await listeners(admin)) === 1);
+    await new RedisEngine({ redis: admin, prefix: PREFIX }).append('persistent', JSON.stringify('later'));
+    const answer = await held;
+    expect('result' in answer && answer.result.messages.map((m) => m.data)).toEqual(['later']);
+  });
+
+  it('wakes this instance’s held polls when its own publish timed out but was stored', async () => {
     const redis = await ready(client());
-    const b = broker(redis);
-    const other = await ready(client());
-    const { cursor } = await b.read('resync');
-    const held = b.poll('resync', { cursor, wait: 10_000 });
+    const b = broker(redis, { timeout: 400 });
+    const admin = await ready(client());
+    const { cursor } = await b.read('slow');
+    const held = b.poll('slow', { cursor, wait: 8_000 });
     await eventually(() => b.stats().waiters === 1);
-    await server.kill('SIGKILL');
-    await server.restart();
-    await ready(other);
-    // Published the moment Redis is back, perhaps before b listens again: the resync finds it.
-    await new RedisEngine({ redis: other, prefix: PREFIX }).append('resync', JSON.stringify('after'));
+    await admin.client('PAUSE', 500, 'ALL'); // Redis runs the publish only after 500 ms
+    const started = performance.now();
+    await expect(b.publish('slow', 'late')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
     const result = await held;
-    expect(result.messages.map((m) => m.data)).toEqual(['after']);
+    expect(result.messages.map((m) => m.data)).toEqual(['late']);
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+
+  it('reports a lost listening connection once per outage through the broker’s error event', async () => {
+    const b = broker(await ready(client()));
+    const errors: Error[] = [];
+    b.on('error', (error) => errors.push(error));
+    const admin = await ready(client());
+    await eventually(async () => (await listeners(admin)) === 1);
+    await server.kill('SIGKILL');
+    try {
+      await sleep(600); // several failed reconnects
+    } finally {
+      await server.restart();
+    }
+    await eventually(async () => (await listeners(await ready(admin))) === 1);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: 'unavailable' });
+  });
+
+  it('answers 500 internal when Redis refuses a command, and 503 when the refusal passes (OOM)', async () => {
+    const redis = await ready(client());
+    const engine = new RedisEngine({ redis, prefix: PREFIX });
+    await redis.set(`${PREFIX}{wrongtype}:history`, 'not a stream');
+    await expect(engine.append('wrongtype', '1')).rejects.toMatchObject({ code: 'internal', status: 500 });
+    await redis.config('SET', 'maxmemory', '1');
+    try {
+      await expect(engine.append('full', '1')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
+    } finally {
+      await redis.config('SET', 'maxmemory', '0');
+    }
+  });
+
+  it('continues above a stream that survived the loss of its epoch hash, with cursor_expired for old cursors', async () => {
+    const redis = await ready(client());
+    const engine = new RedisEngine({ redis, prefix: PREFIX });
+    const [history, meta] = [`${PREFIX}{survivor}:history`, `${PREFIX}{survivor}:meta`];
+    const old = await engine.append('survivor', JSON.stringify('old'));
+    // An entry ahead of Redis' clock (written by a server whose clock was ahead, say).
+    await redis.xadd(history, `${Date.now() + 3_600_000}-0`, 'id', 'x', 'data', JSON.stringify('ahead'));
+    await redis.del(meta); // eviction or a manual DEL
+    await expect(engine.read('survivor', old.cursor, 10)).rejects.toMatchObject({ code: 'cursor_expired' });
+    const { cursor } = await engine.read('survivor', undefined, 10);
+    expect((await engine.read('survivor', cursor, 10)).messages).toEqual([]); // no 410 loop
+    const next = await engine.append('survivor', JSON.stringify('new'));
+    expect((await engine.read('survivor', cursor, 10)).messages.map((m) => m.data)).toEqual(['new']);
+    expect((await engine.read('survivor', next.cursor, 10)).messages).toEqual([]);
+  });
+
+  it('trims to a smaller capacity in one append, and expires only cursors before the retained messages', async () => {
+    const redis = await ready(client());
+    const large = new RedisEngine({ redis, prefix: PREFIX, capacity: 100 });
+    const published = [];
+    for (let n = 0; n < 50; n++) published.push(await large.append('shrink', String(n)));
+    const small = new RedisEngine({ redis, prefix: PREFIX, capacity: 10 });
+    published.push(await small.append('shrink', '50'));
+    const retained = await small.read('shrink', undefined, 100);
+    expect(retained.messages.map((m) => m.data)).toEqual([41, 42, 43, 44, 45, 46, 47, 48, 49, 50]);
+    await expect(small.read('shrink', published[20]!.cursor, 100)).rejects.toMatchObject({ code: 'cursor_expired' });
+    const fromEarliest = await small.read('shrink', published[20]!.cursor, 100).catch((error: { earliestCursor: string }) => small.read('shrink', error.earliestCursor, 100));
+    expect(fromEarliest.messages.map((m) => m.data)).toEqual([41, 42, 43, 44, 45, 46, 47, 48, 49, 50]);
+    expect((await small.read('shrink', published[45]!.cursor, 100)).messages.map((m) => m.data)).toEqual([46, 47, 48, 49, 50]);
   });
 });
