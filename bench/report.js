@@ -193,7 +193,7 @@ export function renderSvg(summary, context) {
   ];
   const width = 760;
   const labelWidth = 190;
-  const barArea = width - labelWidth - 90;
+  const barArea = width - labelWidth - 150;
   const rowHeight = 22;
   const panelHeight = 34 + SYSTEMS.length * rowHeight + 16;
   const height = 56 + panels.length * panelHeight;
@@ -216,7 +216,7 @@ export function renderSvg(summary, context) {
       out.push(
         `<text x="${labelWidth - 8}" y="${y + 12}" text-anchor="end">${escape(LABELS[system])}</text>`,
         `<rect x="${labelWidth}" y="${y}" width="${length.toFixed(1)}" height="${rowHeight - 6}" fill="${colour(system)}"/>`,
-        `<text x="${(labelWidth + length + 6).toFixed(1)}" y="${y + 12}">${escape(panel.format(value))}</text>`,
+        `<text x="${(labelWidth + length + 6).toFixed(1)}" y="${y + 12}">${escape(panel.format(value))}${system === 'raw' ? '' : ` (${ratio(value, values[0])})`}</text>`,
       );
     });
   });
