@@ -2,9 +2,15 @@ import { LongPollError, type LongPollErrorCode } from '../index.js';
 
 /** What a GET asks for, once its query and headers are validated. */
 export interface PollParams {
+  /**
+   * The `cursor` parameter as sent, at most 512 characters; `undefined` when absent or empty
+   * (`cursor=`), which means "everything retained". Whether it is one of the channel's cursors
+   * is for the broker to tell (`Broker.checkCursor`).
+   */
   readonly cursor: string | undefined;
   /** Milliseconds, clamped to the maximum. */
   readonly wait: number;
+  /** The most messages to return: from 1 to 1000 (larger values are clamped); 100 when absent. */
   readonly limit: number;
   /** The `Prefer: wait` the client sent, if readable: it is echoed in `Preference-Applied`. */
   readonly preferred: boolean;

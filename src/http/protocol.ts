@@ -28,9 +28,12 @@ export interface LongPollOptions<Req> {
    * The key the limiter counts a poll under. The default is the socket's remote address (the
    * fetch adapter: `info.remoteAddr.hostname` when the runtime passes it, else no key, so only
    * the per-channel and total caps apply). Use a header such as `X-Client-ID` only if you trust
-   * whoever sets it: anyone can forge a header.
+   * whoever sets it: anyone can forge a header. It gets the adapter's own request, so reading
+   * a header differs per adapter: Node and Express `req.headers['x-client-id']`, Koa
+   * `ctx.get('x-client-id')`, fetch `request.headers.get('x-client-id')`.
    * @example
    * ```ts
+   * // Node or Express, behind a proxy you run that sets X-Forwarded-For:
    * clientKey: (req) => req.headers['x-forwarded-for']?.toString().split(',')[0]?.trim()
    * ```
    */
@@ -92,7 +95,8 @@ export interface PollRequest<Req> {
   header(name: string): string | undefined;
   /**
    * The body: raw chunks to read (bounded by `maxBodyBytes`), or a value that middleware
-   * already parsed (Express' or Koa's `req.body`), which is used as is.
+   * already parsed (Express' or Koa's `req.body`), which is used as is when the Content-Type is
+   * JSON (else 415) and the request has a body (else 400: a parser's `{}` for nothing).
    */
   readonly body: { readonly chunks: AsyncIterable<Uint8Array | string> } | { readonly parsed: unknown };
   /** Fires when the client goes away before the response is written. */
@@ -211,6 +215,11 @@ function problem(error: LongPollError, headers: Record<string, string> = {}): Po
   };
 }
 
+/** Whether the request carries a body on the wire (HTTP/1.1: a chunked one, or a Content-Length above 0). */
+function hasBody(request: PollRequest<unknown>): boolean {
+  return request.header('transfer-encoding') !== undefined || Number(request.header('content-length')) > 0;
+}
+
 async function readBody(chunks: AsyncIterable<Uint8Array | string>, limit: number): Promise<string> {
   const parts: Uint8Array[] = [];
   let size = 0;
@@ -297,6 +306,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       defaultWait: Math.min(defaultWait, limitWait),
       maxWait: limitWait,
     });
+    // The cursor is part of the query: a malformed one, or another channel's, is a 400 before
+    // the lease (429), and never holds a lease while the engine refuses it.
+    if (params.cursor !== undefined) broker.checkCursor(channel, params.cursor);
     const lease: Lease | undefined = limiter?.acquire({
       client: clientKey ? clientKey(request.raw) : request.clientKey,
       channel,
@@ -350,13 +362,17 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   }
 
   async function publishBody(request: PollRequest<Req>, channel: string): Promise<PollResponse> {
+    // Checked for a parsed body too: body parsers (koa-bodyparser, express.json() in Express 4)
+    // put `{}` on the request when they parse nothing, which must not publish `{}`.
+    if (!isJsonType(request.header('content-type'))) {
+      throw new LongPollError('unsupported_media_type', 'Publish with Content-Type: application/json');
+    }
     let data: unknown;
     if ('parsed' in request.body) {
+      // An empty body is not JSON, whatever a parser made of it.
+      if (!hasBody(request)) throw new LongPollError('invalid_body', 'The body is empty, which is not JSON');
       data = request.body.parsed;
     } else {
-      if (!isJsonType(request.header('content-type'))) {
-        throw new LongPollError('unsupported_media_type', 'Publish with Content-Type: application/json');
-      }
       const length = Number(request.header('content-length'));
       if (length > maxBodyBytes) throw new LongPollError('payload_too_large', `The body is larger than ${maxBodyBytes} bytes`);
       const text = await readBody(request.body.chunks, maxBodyBytes);

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/index.js';
 import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
 import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
-import { json, post, send } from './requests.js';
+import { hold, json, post, send } from './requests.js';
 
 /**
  * Apps whose own body parser runs before the adapter, as DESIGN allows, and whose own route
@@ -23,13 +23,17 @@ const APPS = {
   },
   koa(broker: Broker<unknown>): Server {
     const app = new Koa();
-    // A stand-in for @koa/bodyparser: it reads JSON into ctx.request.body.
+    // A stand-in for koa-bodyparser / @koa/bodyparser: it reads JSON into ctx.request.body, and
+    // like them leaves `{}` there when it parses nothing (another type, an empty body, a GET).
     app.use(async (ctx, next) => {
+      let body: unknown = {};
       if (ctx.is('application/json')) {
         const chunks: Buffer[] = [];
         for await (const chunk of ctx.req) chunks.push(chunk as Buffer);
-        (ctx.request as typeof ctx.request & { body?: unknown }).body = { parsedBy: 'app', ...(JSON.parse(Buffer.concat(chunks).toString()) as object) };
+        const text = Buffer.concat(chunks).toString();
+        if (text !== '') body = { parsedBy: 'app', ...(JSON.parse(text) as object) };
       }
+      (ctx.request as typeof ctx.request & { body?: unknown }).body = body;
       await next();
     });
     app.use(koaLongPoll(broker, { prefix: '/channels', publish: true }));
@@ -68,6 +72,24 @@ describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter as mid
     }
     // Under the prefix, the adapter answers, also for what it does not know.
     expect((await send(`${origin}/channels/a/b`)).headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
+  it.each([
+    [415, 'unsupported_media_type', 'text/plain', '{"a":1}'],
+    [415, 'unsupported_media_type', 'application/x-www-form-urlencoded', 'a=1'],
+    [415, 'unsupported_media_type', 'none', ''],
+    [400, 'invalid_body', 'application/json', ''],
+  ] as const)('answers %i %s, not 201 with the {} a body parser left, to Content-Type %s and the body %j', async (status, code, type, body) => {
+    const origin = await start();
+    const answer = await hold(`${origin}/channels/room`, {
+      method: 'POST',
+      headers: { ...(type === 'none' ? {} : { 'content-type': type }), 'content-length': Buffer.byteLength(body) },
+      body,
+    }).answer;
+    expect(answer?.status, answer?.text).toBe(status);
+    expect(answer!.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(answer!.text)).toMatchObject({ status, code });
+    expect(broker!.stats().messages).toBe(0);
   });
 
   it('publishes the body the app already parsed, as is', async () => {

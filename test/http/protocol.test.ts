@@ -170,6 +170,32 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(new Set(waits).size).toBeGreaterThan(1);
     });
 
+    it.each([
+      ['clamps ?wait=100 to the default maxWait of 55 s', 'wait=100', 55_000],
+      ['waits the default 25 s when the request names no wait', '', 25_000],
+    ])('%s, less a jitter of up to 1/16', async (_, query, expected) => {
+      const { broker, server } = await start();
+      const poll = vi.spyOn(broker, 'poll');
+      const answer = send(server.url('defaults', query));
+      await until(() => broker.stats().waiters === 1, 'the poll is held');
+      await broker.publish('defaults', 'now');
+      expect((await answer).status).toBe(200);
+      expect(poll).toHaveBeenCalledTimes(1);
+      const wait = poll.mock.calls[0]![1]!.wait!;
+      expect(wait).toBeGreaterThan((expected * 15) / 16);
+      expect(wait).toBeLessThanOrEqual(expected);
+    });
+
+    it('echoes the default maxWait of 55 s when Prefer asks for more', async () => {
+      const { broker, server } = await start();
+      const answer = send(server.url('defaults'), { headers: { prefer: 'wait=100' } });
+      await until(() => broker.stats().waiters === 1, 'the poll is held');
+      await broker.publish('defaults', 'now');
+      const response = await answer;
+      expect(response.status).toBe(200);
+      expect(response.headers.get('preference-applied')).toBe('wait=55');
+    });
+
     it('uses defaultWait when the request names none', async () => {
       const { server } = await start({ defaultWait: 200 });
       const response = await send(server.url('room'));
@@ -486,6 +512,30 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(body.detail).toBe('Internal error');
     });
 
+    it.each([
+      ['a wrong Content-Type (415)', { 'content-type': 'text/plain' }, '{"a":1}'],
+      ['invalid JSON (400)', { 'content-type': 'application/json' }, '{"a":'],
+      ['a body over the limit (413)', { 'content-type': 'application/json' }, JSON.stringify('x'.repeat(70_000))],
+    ])('refuses a forbidden publisher 403 before looking at its body: %s', async (_, headers, body) => {
+      let calls = 0;
+      const { server, broker } = await start({
+        publish: true,
+        authorize: () => {
+          calls++;
+          return false;
+        },
+      });
+      const response = await hold(server.url('room'), {
+        method: 'POST',
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+        body,
+      }).answer;
+      expect(response?.status, response?.text).toBe(403);
+      expect(JSON.parse(response!.text)).toMatchObject({ type: 'about:blank', status: 403, code: 'forbidden' });
+      expect(calls).toBe(1);
+      expect(broker.stats().messages).toBe(0);
+    });
+
     it('runs after the channel check and before the query check', async () => {
       let calls = 0;
       const { server } = await start({
@@ -597,6 +647,25 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       first.destroy();
       await first.answer;
     });
+    it.each(['a garbage cursor', "another channel's cursor"])(
+      'checks the cursor before the lease: %s is 400 invalid_cursor, not 429, when the cap is full',
+      async (kind) => {
+        const limiter = new ConnectionLimiter({ perClient: 1 });
+        const { server, broker } = await start({ limiter });
+        const cursor = kind === 'a garbage cursor' ? 'garbage' : (await broker.publish('b', 1)).cursor;
+        const first = hold(server.url('a', 'wait=5'));
+        await until(() => broker.stats().waiters === 1 && limiter.stats().total === 1, 'the first poll is held');
+        expectProblem(await send(server.url('a', `cursor=${encodeURIComponent(cursor)}&wait=0`)), 400, 'invalid_cursor');
+        expect(limiter.stats().total).toBe(1);
+        first.destroy();
+        await first.answer;
+        // With room under the cap, a refused cursor still never asks for a lease.
+        await until(() => limiter.stats().total === 0, 'the first lease is released');
+        const acquire = vi.spyOn(limiter, 'acquire');
+        expectProblem(await send(server.url('a', `cursor=${encodeURIComponent(cursor)}&wait=0`)), 400, 'invalid_cursor');
+        expect(acquire).not.toHaveBeenCalled();
+      },
+    );
   });
 
   describe('shutdown', () => {

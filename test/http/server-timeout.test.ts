@@ -68,13 +68,17 @@ describe.each(NODE_SERVERS)('the %s adapter under a short server.timeout', (adap
   });
 });
 
-describe('a Node server with a short server.timeout and no guard', () => {
-  it('cuts a held poll itself, which is what the guard prevents', async () => {
+/**
+ * The control of the tests above: not a test of longpoll-kit, but proof that SOCKET_TIMEOUT on
+ * this Node version really cuts a poll nothing clamps, so that "answered, not cut" above means
+ * something. If Node stopped cutting idle sockets, this fails and the tests above prove nothing.
+ */
+describe('control: the same server.timeout with no guard', () => {
+  it('cuts a held poll that nothing clamps (the fetch bridge cannot see server.timeout)', async () => {
     const broker = new Broker<unknown>();
-    // The fetch adapter cannot see Node's socket timeout: its bridge shows what happens unguarded.
     const server = await startServer('fetch', broker, { maxWait: 5_000 });
     try {
-      server.server.timeout = 500;
+      server.server.timeout = SOCKET_TIMEOUT;
       await expect(hold(server.url('room', 'wait=3')).answer).rejects.toThrow(/socket hang up/);
     } finally {
       await server.close();
