@@ -43,13 +43,20 @@ export function summarise(turns, plan, history) {
     systems[system] = {
       turns: own.length,
       sizes,
-      latencyMedian: median(own.map((turn) => turn.latencyMedian)),
-      latencyP99: median(own.map((turn) => turn.latencyP99)),
+      // Pooled over the system's turns: the rounds of the plan in all.
+      latencyRounds: own.reduce((sum, turn) => sum + turn.latencies.length, 0),
+      latencyMedian: median(own.flatMap((turn) => turn.latencies)),
+      latencyP99: percentile(own.flatMap((turn) => turn.latencies), 99),
       steadyPerSecond: median(own.map((turn) => turn.steadyPerSecond)),
     };
   }
   return { systems, sizes: plan.sizes, history };
 }
+
+const percentile = (values, p) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+};
 
 const integer = (value) => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : 'n/a');
 const fixed = (value, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
@@ -146,7 +153,7 @@ export function renderMarkdown(summary, context) {
   lines.push(
     '## Latency and steady state',
     '',
-    `Publish→receipt for one waiting client over ${integer(plan.latencyRounds)} rounds per turn (the monotonic clock is shared by the processes), ` +
+    `Publish→receipt for one waiting client, median and p99 over at least ${integer(plan.latencyRounds)} rounds per system, spread over its turns (the monotonic clock is shared by the processes), ` +
       `and ${plan.steadyClients} clients re-polling one channel for ${plan.steadyMs} ms while the server publishes the next message as soon as all of them are held again.`,
     '',
   );

@@ -39,7 +39,8 @@ const percentile = (values, p) => {
 
 /**
  * @param {string} system
- * @param {{ sizes: number[], latencyRounds: number, steadyMs: number, steadyClients: number }} plan
+ * @param {{ sizes: number[], latencyRounds: number, steadyMs: number, steadyClients: number, bestOf?: Record<number, number> }} plan
+ *   `latencyRounds` in this turn; `bestOf[n]`: fanouts to n held polls in this turn, the fastest kept
  * @param {{ cpuProf?: string }} [options]
  */
 export async function runTurn(system, plan, options = {}) {
@@ -115,7 +116,14 @@ export async function runTurn(system, plan, options = {}) {
     await holdAll(clients);
     const sizes = {};
     for (const count of plan.sizes) {
-      const { memory, seconds, cpu } = await fanout(count);
+      // A fanout takes a fraction of a second, so one burst of someone else's work on this shared
+      // machine can halve it: where it is cheap, repeat and keep the fastest (medians come later).
+      let best;
+      for (let repeat = 0; repeat < (plan.bestOf?.[count] ?? 1); repeat++) {
+        const run = await fanout(count);
+        if (!best || run.seconds < best.seconds) best = { ...run, memory: best?.memory ?? run.memory };
+      }
+      const { memory, seconds, cpu } = best;
       sizes[count] = {
         responsesPerSecond: count / seconds,
         cpuPerResponse: cpu / count,
@@ -127,6 +135,7 @@ export async function runTurn(system, plan, options = {}) {
     return {
       system,
       sizes,
+      latencies,
       latencyMedian: median(latencies),
       latencyP99: percentile(latencies, 99),
       steadyPerSecond: messages / (plan.steadyMs / 1000),
