@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { subscribe, type Message, type Subscription, SubscriptionError } from 'longpoll-kit/client';
@@ -28,6 +28,18 @@ async function until(check: () => boolean, ms = 2000, what = 'the condition'): P
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A bare node:http server on 127.0.0.1 answering polls with `handle`, closed after the test. */
+async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string }> {
+  const server = createServer(handle);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/channels/room` };
+}
 
 /**
  * What the server saw: every request, when it came, whether its answer is still open, and
@@ -136,6 +148,9 @@ describe.each(ADAPTERS)('the client against the %s adapter', (adapter) => {
     const seen = collect(sub);
     await first.publish('room', 1);
     await until(() => seen.messages.length === 1);
+    // The process dies while it holds the client's next poll (there is a turn of the event loop
+    // between two polls: without this, a busy machine may restart it before that poll is sent).
+    await until(() => first.stats().waiters === 1, 2000, 'the next held poll');
     const staleCursor = sub.cursor;
 
     await before.close(); // the process "dies": held poll and sockets cut
@@ -344,6 +359,65 @@ describe('the client against a real server', () => {
     await until(() => closed.length === 1, 500, 'the abandoned request closed');
     sub.close();
     await until(() => closed.length === 2, 500, 'the second request closed');
+  });
+
+  it('hands an iterator created late the messages the channel retained, then new ones', async () => {
+    const broker = new Broker<string>();
+    const server = await serve('node', broker);
+    for (const text of ['a', 'b', 'c']) await broker.publish('room', text);
+    const sub = track(subscribe<string>(server.url('room'), { wait: 5000, signal: AbortSignal.timeout(3000) })); // bounds the loop
+    await until(() => server.requests.length === 2, 2000, 'the answer and the held poll'); // a, b and c came in
+    await delay(50);
+    const read: string[] = [];
+    for await (const message of sub) {
+      read.push(message.data);
+      if (read.length === 3) await broker.publish('room', 'd');
+      if (read.length === 4) break;
+    }
+    expect(read).toEqual(['a', 'b', 'c', 'd']);
+    expect(sub.closed).toBe(true);
+  });
+
+  it('reads a large backlog whose body trickles in for longer than timeoutMargin', async () => {
+    const messages = Array.from({ length: 50 }, (_, i) => ({ id: `01TRICKLE${String(i).padStart(4, '0')}`, channel: 'room', data: i, publishedAt: '2026-01-01T00:00:00.000Z' }));
+    const body = Buffer.from(JSON.stringify({ messages, cursor: 'c50', timedOut: false }));
+    const slow = await rawServer((req, res) => {
+      if (new URL(req.url!, 'http://x').searchParams.has('cursor')) return; // the next poll: held until closed
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+      const parts = 8;
+      let sent = 0;
+      const timer = setInterval(() => {
+        res.write(body.subarray((sent * body.length) / parts, ((sent + 1) * body.length) / parts));
+        if (++sent === parts) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 100);
+      res.once('close', () => clearInterval(timer));
+    });
+    const sub = track(subscribe<number>(slow.url, { timeoutMargin: 300, backoff: { initial: 10_000, max: 10_000 } }));
+    const seen = collect(sub);
+    await until(() => seen.messages.length === 50, 3000, 'the whole backlog'); // 800 ms of body, past the 300 ms deadline
+    expect(seen.errors).toEqual([]);
+    expect(sub.cursor).toBe('c50');
+  });
+
+  it.each([
+    ['an empty 200 at once', (res: ServerResponse) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"messages":[],"cursor":"c1","timedOut":true}')],
+    ['a 503 with Retry-After: 0', (res: ServerResponse) => res.writeHead(503, { 'retry-after': '0' }).end()],
+    ['a 503 with Retry-After: 1.5', (res: ServerResponse) => res.writeHead(503, { 'retry-after': '1.5' }).end()],
+  ])('polls a server that answers every poll with %s a few times, not hundreds of times a second', async (_, answer) => {
+    let requests = 0;
+    const eager = await rawServer((_req, res) => {
+      requests++;
+      answer(res);
+    });
+    const sub = track(subscribe<number>(eager.url));
+    await delay(1500);
+    sub.close();
+    console.log(`client against a server answering at once: ${requests} requests in 1.5 s`);
+    expect(requests).toBeLessThan(25);
+    expect(requests).toBeGreaterThanOrEqual(2);
   });
 
   it('throws invalid_option for an option that cannot work', () => {
