@@ -33,10 +33,26 @@ async function startRedis() {
     stdio: 'ignore',
   });
   const url = `redis://127.0.0.1:${port}`;
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
+  // Never leave redis-server behind: not on a crash, an unhandled rejection or a signal.
+  process.once('exit', stop);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(signal, () => {
+      stop();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    });
+  }
+  process.once('unhandledRejection', (reason) => {
+    console.error('bench/redis.js:', reason);
+    stop();
+    process.exit(1);
+  });
   // Retries until redis-server listens; bounded by 10 s, and never leaves the server behind.
   const probe = new Redis(url, { retryStrategy: () => 50 });
   probe.on('error', () => {});
@@ -87,7 +103,9 @@ async function crossInstance(a, b) {
   const deadline = performance.now() + 20_000;
   for (let round = 0; round < ROUNDS && performance.now() < deadline; round++) {
     const held = b.poll(channel, { cursor, wait: 5_000 });
-    while (b.stats().waiters === 0) await new Promise((resolve) => setImmediate(resolve));
+    // Until the poll is held (bounded: a poll that answered at once ends the spin too).
+    const holdBy = performance.now() + 1_000;
+    while (b.stats().waiters === 0 && performance.now() < holdBy) await new Promise((resolve) => setImmediate(resolve));
     const sent = performance.now();
     await a.publish(channel, { round });
     const result = await held;
@@ -134,8 +152,11 @@ try {
   console.log('| median   | p99      |');
   console.log('| -------: | -------: |');
   console.log(`| ${latency.median.toFixed(2).padStart(5)} ms | ${latency.p99.toFixed(2).padStart(5)} ms |`);
+} catch (error) {
+  console.error('bench/redis.js failed:', error);
+  process.exitCode = 1;
 } finally {
-  await Promise.all(brokers.map((broker) => broker.close()));
+  await Promise.race([Promise.all(brokers.map((broker) => broker.close())), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
   for (const redis of clients) redis.disconnect();
   server?.stop();
 }

@@ -106,7 +106,12 @@ type ReadReply =
  * A cursor names the channel's epoch and a stream entry id. When Redis lost a channel's history
  * (a flush, a restart without persistence) or trimmed past the cursor, reads fail with
  * `cursor_expired` and `earliestCursor`, never with a silent gap. For the same guarantee across
- * a Redis crash, run Redis with `appendonly yes` and `appendfsync always`.
+ * a Redis crash, run Redis with `appendonly yes` and `appendfsync always` and no asynchronous
+ * failover, and with `maxmemory-policy noeviction`: weaker durability can lose acknowledged
+ * publishes and, if Redis' clock also goes back, reuse ids.
+ *
+ * Needs Redis >= 6.2 (a single server or Sentinel); Redis Cluster is not supported yet.
+ * The first read of a channel without history writes its small epoch hash (see the README).
  *
  * While Redis is unreachable, `append` and `read` fail with `unavailable` (HTTP 503 with
  * `Retry-After`) within `timeout`; nothing is reported as published that Redis did not store.

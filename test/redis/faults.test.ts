@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from '../support/example-process.js';
+import { startAll } from './start-all.js';
 import { redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
 import { poll, publish, sleep, type Answer } from './http-client.js';
 
@@ -95,7 +96,7 @@ describe.runIf(redisAvailable())('faults', () => {
   beforeAll(async () => {
     redis = await startRedis(undefined, { appendonly: true });
     const env = { REDIS_URL: redis.url, PREFIX: prefix };
-    instances.push(...(await Promise.all([0, 1].map((n) => startExample('examples/cluster/instance.js', { ...env, NAME: `i${n}` })))));
+    instances.push(...(await startAll([0, 1].map((n) => startExample('examples/cluster/instance.js', { ...env, NAME: `i${n}` })))));
   });
 
   afterAll(async () => {
@@ -182,8 +183,9 @@ describe.runIf(redisAvailable())('faults', () => {
 
   it('answers cursor_expired, never a gap, when a redis-server without persistence comes back empty', async () => {
     const volatile = await startRedis(); // no AOF, no RDB: a restart loses everything
-    const instance = await startExample('examples/cluster/instance.js', { REDIS_URL: volatile.url, PREFIX: prefix, NAME: 'volatile' });
+    let instance: RunningExample | undefined;
     try {
+      instance = await startExample('examples/cluster/instance.js', { REDIS_URL: volatile.url, PREFIX: prefix, NAME: 'volatile' });
       const { url } = instance;
       const before = (await poll(url, 'amnesia', { wait: 0 })).body.cursor!;
       for (let n = 0; n < 5; n++) expect((await publish(url, 'amnesia', `old ${n}`)).status).toBe(201);
@@ -203,7 +205,7 @@ describe.runIf(redisAvailable())('faults', () => {
       const resumed = await poll(url, 'amnesia', { cursor: expired.body.earliestCursor!, wait: 0 });
       expect(resumed.body.messages!.map((m) => m.data)).toEqual(['new 0', 'new 1', 'new 2']);
     } finally {
-      await instance.stop();
+      await instance?.stop();
       await volatile.stop();
     }
   });
