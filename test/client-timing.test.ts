@@ -569,6 +569,20 @@ describe('a listener that throws', () => {
     expect(fetch.calls).toHaveLength(3);
   });
 
+  it('logs a listener that throws when nobody listens to error', async () => {
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), answer([message('01B', 2)], 'c2')]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    sub.on('message', () => {
+      throw new Error('a bug in the app');
+    });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(logged).toHaveBeenCalledTimes(2);
+    expect(logged.mock.calls[0]![1]).toMatchObject({ message: 'a bug in the app' });
+    expect(fetch.calls).toHaveLength(3);
+  });
+
   it('logs an error listener that throws, instead of looping or crashing', async () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
     const fetch = scriptedFetch([problem(500, 'internal')]);

@@ -41,6 +41,11 @@ export class Emitter<Events extends EventMap<Events>> {
     this.on(event, wrapper);
   }
 
+  /** Whether `event` has a listener. */
+  has(event: keyof Events): boolean {
+    return (this.#listeners.get(event)?.size ?? 0) > 0;
+  }
+
   emit<E extends keyof Events>(event: E, ...args: Parameters<Events[E]>): void {
     const listeners = this.#listeners.get(event);
     if (!listeners) return;

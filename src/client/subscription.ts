@@ -90,7 +90,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * `reportError` (the console, `window.onerror`), as EventTarget does; elsewhere (Node) it is
  * emitted as an `error` event, a {@link SubscriptionError} with code `listener_error`, not
  * `fatal`, whose `cause` is the thrown value. An `error` listener that throws is logged with
- * `console.error`. The process never crashes because of a listener.
+ * `console.error`, and so is any listener error while nobody listens to `error`. The process
+ * never crashes because of a listener.
  *
  * @typeParam T - the messages' `data`
  */
@@ -326,7 +327,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   #listenerThrew(error: unknown, event: keyof SubscriptionEvents<T>): void {
     const { reportError } = globalThis as { reportError?: (error: unknown) => void };
     if (typeof reportError === 'function') return reportError(error);
-    if (event === 'error' || this.#closed) {
+    // With no `error` listener to tell, the console is the last place it is not lost.
+    if (event === 'error' || this.#closed || !this.#events.has('error')) {
       console.error(`A longpoll-kit Subscription ${String(event)} listener threw:`, error);
       return;
     }
