@@ -398,6 +398,22 @@ describe('the async iterator, created late', () => {
     expect(fetch.calls).toHaveLength(4);
   });
 
+  it('keeps the buffered messages and the fatal error for an iterator created after the end', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), problem(403, 'forbidden')]);
+    const sub = subscribe<number>(URL_, { fetch });
+    subs.push(sub);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(sub.closed).toBe(true);
+    sub.on('message', () => {}); // too late to matter
+    const read: number[] = [];
+    await expect(
+      (async () => {
+        for await (const m of sub) read.push(m.data);
+      })(),
+    ).rejects.toMatchObject({ status: 403, fatal: true });
+    expect(read).toEqual([1]);
+  });
+
   it('reads from its creation on when a message listener came first', async () => {
     const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), (signal) => held(signal, 1000, answer([message('01B', 2)], 'c2'))]);
     const { sub, seen } = start(fetch);

@@ -319,7 +319,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
 
   /** Stops buffering for an iterator that does not exist yet: an events user listens to `message`. */
   #stopBuffering(): void {
-    if (this.#iterated || !this.#queue) return;
+    // After a close, what the buffer holds (and a fatal error) still waits for a late iterator.
+    if (this.#iterated || this.#closed || !this.#queue) return;
     this.#queue.discard(); // wakes a loop paused on the full buffer
     this.#queue = undefined;
   }
