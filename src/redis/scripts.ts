@@ -61,7 +61,7 @@ elseif maxAge > 0 and now >= maxAge then
   local old = redis.call('XREVRANGE', stream, '(' .. threshold, '-', 'COUNT', 1)
   if #old > 0 then
     expired = redis.call('XTRIM', stream, 'MINID', threshold)
-    floor = old[1][1]
+    if below(floor, old[1][1]) then floor = old[1][1] end -- never down (a surviving stream's new epoch)
     redis.call('HSET', meta, 'floor', floor)
   end
 end
@@ -87,18 +87,20 @@ if length > capacity then
   if excess <= 16 then
     -- The usual case (one over): the highest id that leaves, exactly.
     local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', excess)
-    floor = gone[#gone][1]
+    if below(floor, gone[#gone][1]) then floor = gone[#gone][1] end
     trimmed = redis.call('XTRIM', stream, 'MAXLEN', capacity)
   else
     -- capacity shrank: rather than load every entry that leaves, take the id just below the
     -- new first entry (at worst a cursor at the last one that left gets a false cursor_expired).
     trimmed = redis.call('XTRIM', stream, 'MAXLEN', capacity)
     local firstMs, firstSeq = parse(redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1])
+    local before
     if firstSeq > 0 then
-      floor = string.format('%.0f-%.0f', firstMs, firstSeq - 1)
+      before = string.format('%.0f-%.0f', firstMs, firstSeq - 1)
     else
-      floor = string.format('%.0f-999999999999999', firstMs - 1)
+      before = string.format('%.0f-999999999999999', firstMs - 1)
     end
+    if below(floor, before) then floor = before end
   end
 end
 redis.call('HSET', meta, 'last', id, 'floor', floor)

@@ -93,7 +93,13 @@ export async function startRedis(port?: number, options: RedisServerOptions = {}
     clearTimeout(timer);
   }
 
-  await launch();
+  try {
+    await launch();
+  } catch (error) {
+    await kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     port: chosen,
     url: `redis://127.0.0.1:${chosen}`,
