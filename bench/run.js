@@ -70,7 +70,7 @@ const plan = quick
       rounds: 5,
       sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000],
       latencyRounds: 1000,
-      bestOf: { 1000: 2, 5000: 2 },
+      bestOf: { 1000: 2 },
       steadyMs: 1000,
       steadyClients: 100,
       historyRounds: 5,

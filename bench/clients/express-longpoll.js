@@ -6,7 +6,7 @@ export const protocol = {
   open: async () => ({}),
   async poll(pool) {
     const { statusCode, text } = await pool.request({ path: '/poll', method: 'GET' });
-      if (statusCode !== 200) throw new Error(`GET /poll: ${statusCode} ${text}`);
+    if (statusCode !== 200) throw new Error(`GET /poll: ${statusCode} ${text}`);
     JSON.parse(text);
     return 1;
   },

@@ -11,7 +11,7 @@ export const protocol = {
   async poll(pool, session) {
     const path = `/channels/bench?wait=55${session.cursor ? `&cursor=${session.cursor}` : ''}`;
     const { statusCode, text } = await pool.request({ path, method: 'GET' });
-      if (statusCode !== 200) throw new Error(`GET ${path}: ${statusCode} ${text}`);
+    if (statusCode !== 200) throw new Error(`GET ${path}: ${statusCode} ${text}`);
     const { messages, cursor } = JSON.parse(text);
     session.cursor = cursor;
     newest = cursor;

@@ -3,13 +3,16 @@ import { createServer } from 'node:http';
 /**
  * The limit: node:http holding every GET /poll in an array, and answering all of them with one
  * pre-serialised body and a content-length. No history, no cursor, no disconnect handling:
- * nothing any real system can do with less work.
+ * nothing any real system can do with less work. The body and headers have the shape and size
+ * of longpoll-kit's answer (a message with an id and a timestamp, a cursor), so that the load
+ * generator has the same bytes to read from both.
  */
 export function start() {
   /** @type {import('node:http').ServerResponse[]} */
   let held = [];
+  let sequence = 0;
   const server = createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/poll') {
+    if (req.method === 'GET' && req.url?.startsWith('/poll')) {
       held.push(res);
       return;
     }
@@ -20,8 +23,17 @@ export function start() {
     held: () => held.length,
     /** @param {unknown} data */
     publish(data) {
-      const body = Buffer.from(JSON.stringify(data));
-      const headers = { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' };
+      const now = new Date();
+      const id = `${now.getTime().toString(32).toUpperCase().padStart(10, '0')}${String(++sequence).padStart(16, '0')}`;
+      const cursor = `RAWEPOCH00.raw.${sequence.toString(36)}`;
+      const message = { id, channel: 'bench', data, publishedAt: now.toISOString() };
+      const body = Buffer.from(JSON.stringify({ messages: [message], cursor, timedOut: false }));
+      const headers = {
+        'cache-control': 'no-store',
+        'longpoll-cursor': cursor,
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': body.length,
+      };
       const answered = held;
       held = [];
       for (const res of answered) {
