@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import pTimeout from 'p-timeout';
 import { monotonicFactory, ulid } from 'ulid';
-import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from '../engine.js';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from '../engine.js';
 import { LongPollError } from '../errors.js';
+import { parseFrozen } from '../json.js';
 import { appendScript, readScript, type Script } from './scripts.js';
 
 /** Options of {@link RedisEngine}. */
@@ -76,6 +77,14 @@ function tagOf(channel: string): string {
     hash = Math.imul(hash, 0x01000193);
   }
   return (hash >>> 0).toString(36);
+}
+
+/** A cursor's epoch and stream entry id, once its syntax and channel are checked. */
+function parseCursor(channel: string, cursor: Cursor): { epoch: string; position: string } {
+  const parts = CURSOR.exec(cursor);
+  if (!parts) throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+  if (parts[2] !== tagOf(channel)) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
+  return { epoch: parts[1]!, position: parts[3]! };
 }
 
 function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
@@ -263,17 +272,14 @@ export class RedisEngine implements Engine {
     return { ...message, cursor: this.#cursor(epoch, channel, entry) };
   }
 
+  /** {@inheritDoc Engine.checkCursor} */
+  checkCursor(channel: string, cursor: Cursor): void {
+    parseCursor(channel, cursor);
+  }
+
   /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
   async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
-    let epoch = '';
-    let position = '';
-    if (cursor !== undefined) {
-      const parts = CURSOR.exec(cursor);
-      if (!parts) throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
-      if (parts[2] !== tagOf(channel)) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
-      epoch = parts[1]!;
-      position = parts[3]!;
-    }
+    const { epoch, position } = cursor === undefined ? { epoch: '', position: '' } : parseCursor(channel, cursor);
     const reply = (await this.#run(readScript, channel, READ_GRACE, [epoch, position, limit])) as ReadReply;
     if (reply[3] > 0) this.#listener?.evicted(channel, reply[3], 'maxAge');
     if (reply[0] === 'expired') {
@@ -282,7 +288,8 @@ export class RedisEngine implements Engine {
       });
     }
     const [, current, last, , entries] = reply;
-    const messages = entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!));
+    // Frozen: every poll woken by this read shares the array.
+    const messages = Object.freeze(entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!)));
     const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
     return { messages, cursor: this.#cursor(current, channel, next) };
   }
@@ -329,7 +336,7 @@ export class RedisEngine implements Engine {
     return Object.freeze({
       id,
       channel,
-      data: JSON.parse(json) as JsonValue,
+      data: parseFrozen(json),
       publishedAt: new Date(Number(entry.slice(0, entry.indexOf('-')))).toISOString(),
     });
   }

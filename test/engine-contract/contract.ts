@@ -167,6 +167,38 @@ export function engineContract(name: string, fx: EngineFixture): void {
         expect(error.code).toBe('invalid_cursor');
         expect(error.status).toBe(400);
       });
+
+      it('checks a cursor synchronously: its own passes, garbage and another channel\'s fail with invalid_cursor', async () => {
+        const engine = make();
+        listenTo(engine);
+        const [a, b] = [channel(), channel()];
+        const fromA = await engine.append(a, json('a'));
+        expect(engine.checkCursor).toBeTypeOf('function');
+        expect(() => engine.checkCursor!(a, fromA.cursor)).not.toThrow();
+        for (const [room, cursor] of [[a, 'garbage'], [b, fromA.cursor]] as const) {
+          let thrown: unknown;
+          try {
+            engine.checkCursor!(room, cursor);
+          } catch (error) {
+            thrown = error;
+          }
+          expect(thrown).toBeInstanceOf(LongPollError);
+          expect((thrown as LongPollError).code).toBe('invalid_cursor');
+        }
+      });
+    });
+
+    describe('shared messages', () => {
+      it('reads frozen batches and payloads, which every woken poll shares', async () => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        await engine.append(room, json({ nested: { list: [1] } }));
+        const { messages } = await engine.read(room, undefined, 10);
+        expect(Object.isFrozen(messages)).toBe(true);
+        const data = messages[0]!.data as { nested: { list: number[] } };
+        expect(Object.isFrozen(data.nested.list)).toBe(true);
+      });
     });
 
     describe('expiry by count', () => {
