@@ -173,7 +173,7 @@ export function engineContract(name: string, fx: EngineFixture): void {
         listenTo(engine);
         const [a, b] = [channel(), channel()];
         const fromA = await engine.append(a, json('a'));
-        expect(engine.checkCursor).toBeTypeOf('function');
+        expect(typeof engine.checkCursor).toBe('function');
         expect(() => engine.checkCursor!(a, fromA.cursor)).not.toThrow();
         for (const [room, cursor] of [[a, 'garbage'], [b, fromA.cursor]] as const) {
           let thrown: unknown;
