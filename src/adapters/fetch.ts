@@ -48,6 +48,24 @@ async function* chunksOf(body: ReadableStream<Uint8Array> | null): AsyncIterable
 }
 
 /**
+ * The path and query of a request URL, taken as the runtime gave them: not parsed again, so
+ * that routing sees what the Node adapters see (`new URL(…).pathname` would resolve `.` and
+ * `..` segments and turn `\` into `/`). The fragment, which is not part of the request, is cut.
+ */
+function targetOf(url: string): string {
+  const authority = url.indexOf('://');
+  let start = 0;
+  if (authority !== -1 && !url.startsWith('/')) {
+    // The authority ends at the first '/', '?' or '#' after '://'.
+    start = authority + 3;
+    while (start < url.length && url[start] !== '/' && url[start] !== '?' && url[start] !== '#') start++;
+  }
+  const fragment = url.indexOf('#', start);
+  const target = fragment === -1 ? url.slice(start) : url.slice(start, fragment);
+  return target.startsWith('/') ? target : `/${target}`;
+}
+
+/**
  * A fetch handler for `GET {prefix}/{channel}` (poll) and, with `publish`, `POST` (publish).
  *
  * The client key is `info.remoteAddr.hostname` when the runtime passes it; otherwise, unless
@@ -64,10 +82,9 @@ export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {
   return async (request, info) => {
     let response: PollResponse;
     try {
-      const url = new URL(request.url);
       response = await protocol.handle({
         method: request.method,
-        url: url.pathname + url.search,
+        url: targetOf(request.url),
         header: (name) => request.headers.get(name) ?? undefined,
         body: { chunks: chunksOf(request.body) },
         signal: request.signal,

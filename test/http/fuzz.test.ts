@@ -2,75 +2,13 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter } from '../../src/index.js';
 import { ADAPTERS, PREFIX, startServer, type TestServer } from '../support/servers.js';
+import { request } from './arbitraries.js';
 import { hold } from './requests.js';
 
 const MAX_WAIT = 200;
 /** A request must be answered within the longest wait plus this much. */
 const SLACK = 1_500;
 const RUNS = 400;
-
-const headerText = fc.stringMatching(/^[\x20-\x7e]{0,40}$/);
-const pollutingKeys = fc.constantFrom('__proto__', 'constructor', 'prototype', 'hasOwnProperty', 'toString');
-
-const segment = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('room:1', '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty') },
-  { weight: 3, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.:-]{1,12}$/) },
-  fc.constantFrom('room:1', '__proto__', 'constructor', 'prototype', 'toString', '%ZZ', '%2F', '%00', '..', '.', '', 'a%20b', 'x'.repeat(201)),
-  fc.string({ maxLength: 30 }).map(encodeURIComponent),
-  fc.stringMatching(/^[A-Za-z0-9%._~:@!$&'()*+,;=-]{0,20}$/),
-);
-
-const path = fc.oneof(
-  { weight: 6, arbitrary: segment.map((s) => `${PREFIX}/${s}`) },
-  { weight: 1, arbitrary: fc.array(segment, { maxLength: 4 }).map((parts) => `/${parts.join('/')}`) },
-  { weight: 1, arbitrary: fc.tuple(segment, segment).map(([a, b]) => `${PREFIX}/${a}/${b}`) },
-  { weight: 1, arbitrary: fc.constantFrom(PREFIX, `${PREFIX}/`, '/', `${PREFIX}x/room`, '/CHANNELS/room') },
-);
-
-const queryValue = fc.oneof(
-  fc.constantFrom('0', '0.05', '0.1', '1', '1000', '99999999999999999999', '1e3', '-1', '', '.5', 'abc', 'NaN', 'Infinity', '%ZZ', '__proto__'),
-  fc.nat({ max: 2_000 }).map(String),
-  fc.double({ min: 0, max: 100, noNaN: true }).map(String),
-  fc.string({ maxLength: 20 }).map(encodeURIComponent),
-);
-const query = fc.oneof(
-  fc.array(
-    fc.tuple(fc.oneof(fc.constantFrom('cursor', 'wait', 'limit'), pollutingKeys, fc.stringMatching(/^[a-z]{1,6}$/)), queryValue),
-    { maxLength: 5 },
-  ).map((pairs) => pairs.map(([key, value]) => `${key}=${value}`).join('&')),
-  fc.stringMatching(/^[A-Za-z0-9%&=._~-]{0,30}$/),
-);
-
-const prefer = fc.option(
-  fc.oneof(fc.constantFrom('wait=0', 'wait=0.1', 'wait=1000', 'wait=abc', 'wait="0.1"', 'respond-async, wait=0', 'wait', 'WAIT=0.05; x=y'), headerText),
-  { nil: undefined },
-);
-const contentType = fc.option(
-  fc.oneof(
-    { weight: 4, arbitrary: fc.constant('application/json') },
-    fc.constantFrom('application/json', 'application/json; charset=utf-8', 'application/cloudevents+json', 'text/plain', 'application/x-www-form-urlencoded', 'json', ';'),
-    headerText,
-  ),
-  { nil: undefined },
-);
-
-const pollutingJson = fc
-  .tuple(pollutingKeys, fc.jsonValue({ maxDepth: 2 }))
-  .map(([key, value]) => `{"${key}":{"polluted":true,"__proto__":{"polluted":true}},"value":${JSON.stringify(value)}}`);
-const body = fc.option(
-  fc.oneof(
-    { weight: 3, arbitrary: fc.json({ maxDepth: 3 }) },
-    { weight: 2, arbitrary: pollutingJson },
-    fc.string({ maxLength: 200 }),
-    fc.uint8Array({ maxLength: 3_000 }).map((bytes) => Buffer.from(bytes)),
-    fc.constant('"' + 'y'.repeat(3_000) + '"'),
-  ),
-  { nil: undefined, freq: 8 },
-);
-
-const method = fc.constantFrom('GET', 'GET', 'GET', 'POST', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH');
-
-const request = fc.record({ method, path, query, prefer, contentType, body });
 
 /** Everything on Object.prototype before the run: the fuzz must not add or change any of it. */
 const prototypeBefore = Object.getOwnPropertyNames(Object.prototype)

@@ -70,6 +70,10 @@ export async function startServer<T>(adapter: AdapterName, broker: Broker<T>, op
       break;
     case 'express': {
       const app = express();
+      // Express matches mount paths case-insensitively unless told otherwise (`/CHANNELS/room`
+      // would reach the adapter as `/room`): that is the app's routing, not the adapter's, and
+      // the README says so. Here it matches the prefix exactly, as the other adapters do.
+      app.set('case sensitive routing', true);
       app.use(PREFIX, expressLongPoll(broker, opts));
       server = createServer(app);
       break;

@@ -1,0 +1,113 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker, ConnectionLimiter } from '../../src/index.js';
+import { longPoll as fetchLongPoll } from '../../src/adapters/fetch.js';
+import { ADAPTERS, PREFIX, startServer, type AdapterName, type TestServer } from '../support/servers.js';
+import { request } from './arbitraries.js';
+import { hold } from './requests.js';
+
+const MAX_WAIT = 200;
+const SLACK = 1_500;
+const RUNS = 150;
+const OPTIONS = { publish: true, maxWait: MAX_WAIT, defaultWait: 50, maxBodyBytes: 2_048 } as const;
+
+/** What a user can tell two answers apart by: the status, and the problem code when there is one. */
+interface Outcome {
+  readonly status: number;
+  readonly code: string | undefined;
+}
+
+/**
+ * What a WHATWG fetch runtime hands the fetch adapter for a request target: `new Request(url)`
+ * resolves dot segments, turns `\` into `/` and percent-encodes some characters before any
+ * adapter sees the URL. Deno, Bun and the Node bridge all build their Request this way.
+ */
+function normalised(target: string): string {
+  const url = new URL(`http://127.0.0.1${target}`); // as the bridge builds it: '//a' is a path here, not a host
+  return url.pathname + url.search;
+}
+
+/** A Request whose `url` is the target exactly as sent, as a bridge that keeps the raw request line could pass. */
+class RawRequest extends Request {
+  readonly #url: string;
+  constructor(url: string, init?: RequestInit) {
+    super(url, init);
+    this.#url = url;
+  }
+
+  override get url(): string {
+    return this.#url;
+  }
+}
+
+describe('the four adapters, given the same request', () => {
+  const broker = new Broker<unknown>({ capacity: 50 });
+  const servers = {} as Record<AdapterName, TestServer>;
+
+  beforeAll(async () => {
+    // One broker behind all four, so that they answer from the same state.
+    const limiter = new ConnectionLimiter({ perClient: 1_000 });
+    for (const adapter of ADAPTERS) servers[adapter] = await startServer(adapter, broker, { ...OPTIONS, limiter });
+    await broker.publish('room:1', { text: 'hi' });
+  });
+
+  afterAll(async () => {
+    await Promise.all(ADAPTERS.map((adapter) => servers[adapter]?.close()));
+    await broker.close();
+  });
+
+  async function outcome(adapter: AdapterName, target: string, input: RequestShape): Promise<Outcome> {
+    const headers: Record<string, string | number> = {};
+    if (input.prefer !== undefined) headers.prefer = input.prefer;
+    if (input.contentType !== undefined) headers['content-type'] = input.contentType;
+    const sendsBody = input.body !== undefined && input.method !== 'GET' && input.method !== 'HEAD';
+    if (sendsBody) headers['content-length'] = Buffer.byteLength(input.body!);
+    const answer = await hold(`${servers[adapter].origin}${target}`, {
+      method: input.method,
+      headers,
+      ...(sendsBody ? { body: input.body } : {}),
+      timeout: MAX_WAIT + SLACK,
+    }).answer;
+    expect(answer, `${adapter} answered ${input.method} ${target}`).toBeDefined();
+    const problem = String(answer!.headers['content-type'] ?? '').startsWith('application/problem+json') && input.method !== 'HEAD';
+    return { status: answer!.status, code: problem ? (JSON.parse(answer!.text) as { code: string }).code : undefined };
+  }
+
+  it('answers with the same status and problem code on every adapter (fetch: for the target its runtime passes on)', async () => {
+    await fc.assert(
+      fc.asyncProperty(request, async (input) => {
+        const target = `${input.path}${input.query ? `?${input.query}` : ''}`;
+        const [node, express, koa, fetch] = await Promise.all(ADAPTERS.map((adapter) => outcome(adapter, target, input)));
+        const under = input.path.startsWith(`${PREFIX}/`);
+        // Express and Koa hand what is outside their prefix to the app, whose own 404 has no problem code.
+        for (const [name, other] of [['express', express], ['koa', koa]] as const) {
+          expect(other, `${name} vs node for ${input.method} ${target}`).toEqual(under ? node : { status: node!.status, code: other!.code });
+        }
+        // The fetch runtime rewrote the target before the adapter saw it: compare with node on that target.
+        const seen = normalised(target);
+        const expected = seen === target ? node : await outcome('node', seen, input);
+        expect(fetch, `fetch (${seen}) vs node for ${input.method} ${target}`).toEqual(expected);
+      }),
+      { numRuns: RUNS, interruptAfterTimeLimit: 20_000 },
+    );
+    expect(broker.stats().waiters).toBe(0);
+  }, 30_000);
+
+  it.each([
+    [`${PREFIX}/./room:1`, 404, 'not_found'],
+    [`/x/..${PREFIX}/room:1`, 404, 'not_found'],
+    [`${PREFIX}/a\\b`, 400, 'invalid_channel'],
+    [`${PREFIX}/room:1?wait=0#fragment`, 200, undefined],
+  ])('routes %s as the Node adapters do when the Request keeps the raw target: %i', async (target, status, code) => {
+    const handler = fetchLongPoll(broker, { ...OPTIONS, prefix: PREFIX });
+    const response = await handler(new RawRequest(`http://127.0.0.1${target}`));
+    expect(response.status).toBe(status);
+    const body = (await response.json()) as { code?: string };
+    expect(body.code).toBe(code);
+    // And what the Node adapter answers for the same bytes on the wire:
+    const node = await hold(`${servers.node.origin}${target.replace(/#.*/, '')}`).answer;
+    expect(node?.status).toBe(status);
+  });
+});
+
+type RequestShape = typeof request extends fc.Arbitrary<infer R> ? R : never;
