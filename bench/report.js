@@ -117,7 +117,7 @@ export function renderMarkdown(summary, context) {
     '',
     `## Fanout: one ~100-byte message published to N held polls`,
     '',
-    'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body and content-length, of the same shape and size as longpoll-kit's answer (so the load generator reads the same bytes); the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).',
+    'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body and content-length, of the same shape and size as the answer of longpoll-kit (so the load generator reads the same bytes); the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).',
     '',
   );
   table(
