@@ -1,6 +1,9 @@
 import { LongPollError, type Broker, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
 import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
 
+// For the adapters on Node's http server (node, express, koa): they import only this module.
+export { bodyChunks, disconnectSignal, socketTimeoutOf } from './connection.js';
+
 /** What `authorize` is asked about. */
 export interface Access {
   /** The channel, decoded and validated. */
@@ -185,6 +188,23 @@ function serialisedOf(result: PollResult<unknown>): Serialised {
   return serialised;
 }
 
+/** A fanout answers thousands of polls with one result: one frozen answer for them all. */
+function sharedAnswer(result: PollResult<unknown>): PollResponse {
+  const serialised = serialisedOf(result);
+  serialised.shared ??= Object.freeze({
+    status: 200,
+    headers: Object.freeze({
+      'cache-control': 'no-store',
+      'longpoll-cursor': result.cursor,
+      'content-type': JSON_TYPE,
+      'content-length': serialised.length,
+    }),
+    body: serialised.body,
+    written: nothing,
+  });
+  return serialised.shared;
+}
+
 function option(valid: boolean, name: string, value: unknown): void {
   if (!valid) throw new LongPollError('invalid_option', `longPoll option ${name} is invalid: ${String(value)}`);
 }
@@ -314,31 +334,21 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       channel,
     });
     const written = lease ? () => lease.release() : nothing;
-    const respond = (result: PollResult<unknown>): PollResponse => {
-      const timedOut = result.timedOut && timeoutStatus !== 200;
-      const serialised = timedOut ? undefined : serialisedOf(result);
-      if (serialised && !lease && !params.preferred) {
-        // A fanout answers thousands of polls with one result: one frozen answer for them all.
-        serialised.shared ??= Object.freeze({
-          status: 200,
-          headers: Object.freeze({
-            'cache-control': 'no-store',
-            'longpoll-cursor': result.cursor,
-            'content-type': JSON_TYPE,
-            'content-length': serialised.length,
-          }),
-          body: serialised.body,
-          written: nothing,
-        });
-        return serialised.shared;
-      }
-      const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
-      if (params.preferred) headers['preference-applied'] = `wait=${params.wait / 1000}`;
-      if (!serialised) return { status: timeoutStatus, headers, body: undefined, written };
-      headers['content-type'] = JSON_TYPE;
-      headers['content-length'] = serialised.length;
-      return { status: 200, headers, body: serialised.body, written };
-    };
+    // Most polls hold no lease and ask no `Prefer: wait`: they keep no closure while held.
+    const respond =
+      !lease && !params.preferred && timeoutStatus === 200
+        ? sharedAnswer
+        : (result: PollResult<unknown>): PollResponse => {
+            const timedOut = result.timedOut && timeoutStatus !== 200;
+            if (!timedOut && !lease && !params.preferred) return sharedAnswer(result);
+            const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
+            if (params.preferred) headers['preference-applied'] = `wait=${params.wait / 1000}`;
+            if (timedOut) return { status: timeoutStatus, headers, body: undefined, written };
+            const serialised = serialisedOf(result);
+            headers['content-type'] = JSON_TYPE;
+            headers['content-length'] = serialised.length;
+            return { status: 200, headers, body: serialised.body, written };
+          };
     try {
       // Up to wait/16 less, so that clients that polled together do not re-poll together. In one
       // of 32 steps: Node keeps one timer list per distinct duration, so polls share 32 lists
