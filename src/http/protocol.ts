@@ -353,7 +353,8 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // Up to wait/16 less, so that clients that polled together do not re-poll together. In one
       // of 32 steps: Node keeps one timer list per distinct duration, so polls share 32 lists
       // instead of each making (and on answer, unlinking) its own.
-      const wait = params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS);
+      // Whole milliseconds: a small integer is stored inline, a fraction as a heap number per timer.
+      const wait = Math.round(params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS));
       const polled = broker.poll(channel, { cursor: params.cursor, wait, limit: params.limit, signal: request.signal });
       // Settles with an answer, never rejects: `handle` adds no promise of its own per poll.
       return polled.then(
