@@ -14,10 +14,9 @@
  *
  * @module longpoll-kit/koa
  */
-import type { IncomingMessage, Server } from 'node:http';
 import type { Context, Next } from 'koa';
 import type { Broker } from '../index.js';
-import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
+import { bodyChunks, createProtocol, disconnectSignal, socketTimeoutOf, type LongPollOptions, type PollResponse } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -26,14 +25,6 @@ export type KoaLongPollOptions = LongPollOptions<Context>;
 
 /** Koa middleware: requests outside the prefix go to `next()`. */
 export type KoaLongPollMiddleware = (ctx: Context, next: Next) => Promise<void>;
-
-/**
- * The request body as the protocol reads it. Stopping early (a 413) must not destroy the
- * request, whose socket still has to carry the answer; the iterator is made only when read.
- */
-function chunksOf(req: IncomingMessage): AsyncIterable<Uint8Array> {
-  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> };
-}
 
 /**
  * Koa middleware for `GET {prefix}/{channel}` (poll) and, with `publish`, `POST` (publish).
@@ -57,22 +48,18 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
     const { req, res } = ctx;
     let response: PollResponse;
     try {
-      const controller = new AbortController();
-      res.once('close', () => {
-        if (!res.writableFinished) controller.abort(new Error('The client went away'));
-      });
       const { body } = ctx.request as typeof ctx.request & { body?: unknown };
-      const { server } = req.socket as typeof req.socket & { server?: Server };
       response = await protocol.handle({
         method: ctx.method,
         url: ctx.url,
         header: (name) => ctx.get(name) || undefined,
-        body: body === undefined ? { chunks: chunksOf(req) } : { parsed: body },
-        signal: controller.signal,
+        body: body === undefined ? { chunks: bodyChunks(req) } : { parsed: body },
+        // The Node adapter's light signal: no AbortController and no closure per held poll.
+        signal: disconnectSignal(res),
         clientKey: req.socket.remoteAddress,
         raw: ctx,
         // Koa runs on Node's http server: the same socket timeout can cut a held poll.
-        socketTimeout: server?.timeout,
+        socketTimeout: socketTimeoutOf(req.socket),
       });
     } catch (error) {
       response = protocol.failure(error);

@@ -13,9 +13,17 @@
  *
  * @module longpoll-kit/node
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Broker } from '../index.js';
-import { createProtocol, type LongPollOptions, type PollRequest, type PollResponse } from '../http/protocol.js';
+import {
+  bodyChunks,
+  createProtocol,
+  disconnectSignal,
+  socketTimeoutOf,
+  type LongPollOptions,
+  type PollRequest,
+  type PollResponse,
+} from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -32,69 +40,6 @@ export type NodeLongPollHandler<Req extends IncomingMessage = IncomingMessage> =
   next?: (error?: unknown) => void,
 ) => void;
 
-/**
- * The socket's idle timeout, which Node's http server sets from `server.timeout` on every
- * connection: a held poll must answer before it, or the server cuts the poll itself.
- */
-function socketTimeoutOf(req: IncomingMessage): number | undefined {
-  const { server } = req.socket as typeof req.socket & { server?: Server };
-  return server?.timeout;
-}
-
-/**
- * The request body as the protocol reads it. Stopping early (a 413) must not destroy the
- * request, whose socket still has to carry the answer; the iterator is made only when read.
- */
-function chunksOf(req: IncomingMessage): AsyncIterable<Uint8Array> {
-  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> };
-}
-
-/**
- * The disconnect signal of one Node response: aborted when the response closes before it is
- * finished. It is not an EventTarget on purpose: a Node `AbortController` with one listener
- * costs about 1 KB of heap per held poll (measured by `npm run bench`), while this holds one
- * listener in one field. It implements what `Broker.poll` uses of an `AbortSignal`: `aborted`,
- * `reason`, `throwIfAborted()` and one `abort` listener (a function or an `EventListenerObject`).
- */
-class ResponseSignal {
-  aborted = false;
-  reason: unknown = undefined;
-  onabort: ((event: Event) => void) | null = null;
-  #listener: EventListenerOrEventListenerObject | undefined;
-
-  throwIfAborted(): void {
-    if (this.aborted) throw this.reason;
-  }
-
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'abort' && listener) this.#listener = listener;
-  }
-
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'abort' && this.#listener === listener) this.#listener = undefined;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    const listener = this.#listener;
-    this.#listener = undefined;
-    const event = new Event('abort');
-    if (typeof listener === 'function') listener.call(this, event);
-    else listener?.handleEvent(event);
-    this.onabort?.(event);
-  }
-}
-
-/** Where a response keeps its signal, so that one shared `close` listener serves every response. */
-const signalOf = Symbol('longpoll-kit response signal');
-type SignalledResponse = ServerResponse & { [signalOf]?: ResponseSignal };
-
-function onResponseClose(this: SignalledResponse): void {
-  if (!this.writableFinished) this[signalOf]?.abort(new Error('The client went away'));
-}
-
 /** A held poll keeps this object: methods on the prototype instead of closures per request. */
 class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
   readonly method: string;
@@ -104,16 +49,13 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
 
   constructor(
     readonly raw: Req,
-    res: SignalledResponse,
+    res: ServerResponse,
   ) {
     this.method = raw.method ?? 'GET';
     this.url = raw.url ?? '/';
-    this.socketTimeout = socketTimeoutOf(raw);
-    const signal = new ResponseSignal();
-    res[signalOf] = signal;
-    res.on('close', onResponseClose);
-    // What the broker uses of an AbortSignal (see ResponseSignal), at a fraction of its memory.
-    this.signal = signal as unknown as AbortSignal;
+    this.socketTimeout = socketTimeoutOf(raw.socket);
+    // No AbortController per held poll: one small object and one shared `close` listener.
+    this.signal = disconnectSignal(res);
   }
 
   /** Read only when a limiter asks: Node allocates the peer address on first access. */
@@ -128,7 +70,7 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
 
   get body(): PollRequest<Req>['body'] {
     const { body } = this.raw as IncomingMessage & { body?: unknown };
-    return body === undefined ? { chunks: chunksOf(this.raw) } : { parsed: body };
+    return body === undefined ? { chunks: bodyChunks(this.raw) } : { parsed: body };
   }
 }
 
