@@ -272,7 +272,10 @@ export class RedisEngine implements Engine {
     return { ...message, cursor: this.#cursor(epoch, channel, entry) };
   }
 
-  /** {@inheritDoc Engine.checkCursor} */
+  /**
+   * Throws `invalid_cursor` when `cursor` cannot be one of `channel`'s cursors (its syntax, or
+   * another channel's), without asking Redis; whether it is still retained is `read`'s question.
+   */
   checkCursor(channel: string, cursor: Cursor): void {
     parseCursor(channel, cursor);
   }
