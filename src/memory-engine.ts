@@ -98,6 +98,7 @@ export class MemoryEngine implements Engine {
   readonly #floors = new Float64Array(BUCKETS);
   readonly #nextId = monotonicFactory(pooledRandom);
   #listener: EngineListener | undefined;
+  #lastCursor: { readonly tag: string; readonly position: number; readonly cursor: Cursor } = { tag: '', position: -1, cursor: '' };
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
   /**
@@ -206,7 +207,13 @@ export class MemoryEngine implements Engine {
   }
 
   #cursor(tag: string, position: number): Cursor {
-    return `${this.epoch}.${tag}.${position.toString(36)}`;
+    // The last cursor made is made again for every poll that waits at the head of a channel:
+    // reuse the string, so thousands of held polls share one instead of holding one each.
+    const last = this.#lastCursor;
+    if (last.position === position && last.tag === tag) return last.cursor;
+    const cursor = `${this.epoch}.${tag}.${position.toString(36)}`;
+    this.#lastCursor = { tag, position, cursor };
+    return cursor;
   }
 
   /** {@inheritDoc Engine.checkCursor} */
