@@ -473,13 +473,13 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     signal?.addEventListener('abort', waiter);
     // Cleared with the answer, so it never outlives the poll; ref'd on purpose, so a script
     // that awaits a poll does not exit while the poll is pending.
-    if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter, state);
+    if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter);
   }
 
-  readonly #expire = (waiter: Waiter<T>, state: ChannelState<T>): void => {
+  readonly #expire = (waiter: Waiter<T>): void => {
     if (!waiter.detach()) return;
     waiter.resolve(Object.freeze({ messages: [], cursor: waiter.cursor, timedOut: true }));
-    this.#report('timeout', state.channel);
+    this.#report('timeout', waiter.state.channel);
   };
 
   #appended(channel: string, state = this.#channels.get(channel)): void {
