@@ -94,6 +94,8 @@ snapshots) led to these changes:
   \`content-length\` instead of being chunked.
 - \`Broker.poll\` settles one promise instead of an async function's promise adopting another.
 - The poll jitter comes in 32 steps, so held polls share Node's per-duration timer lists.
+- \`MemoryEngine\` reuses the last cursor string it made, so the polls held at a channel's head
+  share one string instead of holding one each.
 - \`MemoryEngine\` draws ulid randomness from a pooled buffer: ulid's default made 16
   \`crypto.getRandomValues\` calls per id, about 30 µs of every publish in a new millisecond.
 
