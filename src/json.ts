@@ -11,8 +11,15 @@ export function parseFrozen(json: string): JsonValue {
   return freeze(JSON.parse(json) as JsonValue);
 }
 
+// Indexed and for…in loops rather than Object.keys(): no key array per object, which saves about
+// a third of this on every publish (`npm run bench`). JSON.parse makes only plain objects and
+// arrays, with no inherited enumerable keys.
 function freeze(value: JsonValue): JsonValue {
   if (typeof value !== 'object' || value === null) return value;
-  for (const key of Object.keys(value)) freeze((value as Record<string, JsonValue>)[key]!);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) freeze(value[i]!);
+  } else {
+    for (const key in value) freeze(value[key]!);
+  }
   return Object.freeze(value) as JsonValue;
 }
