@@ -257,12 +257,6 @@ function shuttingDown(): LongPollError {
  */
 export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   readonly #engine: Engine;
-  /**
-   * The default engine's synchronous read, used to answer held polls: it saves the promise hops
-   * of an async read between a publish and its answer (median latency, `npm run bench`). Unset
-   * for any other engine, and for a MemoryEngine whose `read` is overridden.
-   */
-  readonly #readNow: ((channel: string, cursor: Cursor, limit: number) => Batch) | undefined;
   readonly #ready: Promise<void> | undefined;
   readonly #registry: Registry<T> = { channels: new Map(), held: 0 };
   readonly #channels = this.#registry.channels;
@@ -286,10 +280,6 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       throw new LongPollError('invalid_option', 'capacity and maxAge configure the default engine; pass them to your engine');
     }
     this.#engine = engine ?? new MemoryEngine({ capacity, maxAge });
-    const memory = this.#engine;
-    if (memory instanceof MemoryEngine && memory.read === MemoryEngine.prototype.read) {
-      this.#readNow = (channel, cursor, limit) => memory.readNow(channel, cursor, limit);
-    }
     const attached = this.#engine.attach({
       appended: (channel) => this.#appended(channel),
       resync: () => {
@@ -517,7 +507,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           const { cursor, limit } = group[0]!;
           let batch: Batch;
           try {
-            batch = this.#readNow ? this.#readNow(channel, cursor, limit) : await this.#engine.read(channel, cursor, limit);
+            // A synchronous read saves the promise hops between a publish and its answer.
+            const engine = this.#engine;
+            batch = engine.readNow ? engine.readNow(channel, cursor, limit) : await engine.read(channel, cursor, limit);
           } catch (error) {
             this.#fail(group, error);
             continue;

@@ -91,6 +91,12 @@ export interface Engine {
   /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
   read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch>;
   /**
+   * The same as `read`, synchronously, for engines whose history is in this process. When it
+   * exists, the broker uses it to answer held polls, which saves the promise hops between a
+   * publish and its answer. It must return what `read` would. Optional.
+   */
+  readNow?(channel: string, cursor: Cursor | undefined, limit: number): Batch;
+  /**
    * Throws {@link LongPollError} `invalid_cursor` when `cursor` cannot be one of `channel`'s
    * cursors (its syntax, or another channel's), synchronously and without I/O, so that the
    * HTTP layer refuses it before it takes a lease. Whether the cursor is still retained is

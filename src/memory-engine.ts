@@ -175,10 +175,7 @@ export class MemoryEngine implements Engine {
     return this.readNow(channel, cursor, limit);
   }
 
-  /**
-   * The synchronous body of {@link MemoryEngine.read}.
-   * @internal
-   */
+  /** {@inheritDoc Engine.readNow} */
   readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
     const stale = this.#channels.get(channel);
     if (stale) this.#expire(channel, stale, Date.now());
