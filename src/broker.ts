@@ -3,6 +3,7 @@ import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { Batch, Cursor, Engine, EvictReason, JsonValue, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
+import { frozenCopy, parseFrozen, rememberJson } from './json.js';
 import { MemoryEngine } from './memory-engine.js';
 
 /** Options of {@link Broker}. */
@@ -151,13 +152,28 @@ class Waiter<T> implements EventListenerObject {
 
   /** Forgets the waiter and its timer and listener; false if it was already answered. */
   detach(): boolean {
+    if (!this.take()) return false;
+    this.release();
+    return true;
+  }
+
+  /**
+   * Takes the waiter off its channel, so that nothing else answers it; false if something already
+   * did. Its timer and abort listener stay until {@link release}: when they fire meanwhile, they
+   * find it taken and do nothing.
+   */
+  take(): boolean {
     const { state, registry } = this;
     if (!state.waiters.delete(this)) return false;
     registry.held--;
-    clearTimeout(this.timer);
-    this.signal?.removeEventListener('abort', this);
     if (isIdle(state)) registry.channels.delete(state.channel);
     return true;
+  }
+
+  /** Clears the timer and removes the abort listener of a taken waiter. */
+  release(): void {
+    clearTimeout(this.timer);
+    this.signal?.removeEventListener('abort', this);
   }
 
   fail(error: unknown): void {
@@ -306,10 +322,19 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   async publish(channel: string, data: T): Promise<PublishedMessage<T>> {
     assertChannel(channel);
-    const json = serialise(data);
+    // The copy every subscriber receives, and its text: plain data is copied by a walk and the
+    // copy serialised; anything else (a Date, a toJSON…) is serialised and parsed back.
+    let value = frozenCopy(data);
+    let json: string;
+    if (value === undefined) {
+      json = serialise(data);
+      value = parseFrozen(json);
+    } else {
+      json = JSON.stringify(value);
+    }
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
-    const message = (await this.#engine.append(channel, json)) as PublishedMessage<T>;
+    const message = (await this.#engine.append(channel, json, value)) as PublishedMessage<T>;
     this.#report('publish', message);
     return message;
   }
@@ -496,11 +521,16 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /**
    * Answers the waiters of one channel: one engine read per distinct cursor and limit, one
    * result object shared by every waiter it answers. Runs until no notification is pending.
+   *
+   * With an engine that reads synchronously (`readNow`), it all happens inside the publish that
+   * notified, so the answers are on their way before `publish` resolves: nothing else runs between
+   * a publish and its answers (`npm run bench`, latency). Polls that a burst of publishes finds
+   * re-polling get the rest of the burst as one batch.
    */
   async #drain(channel: string, state: ChannelState<T>): Promise<void> {
     try {
-      // Let a burst of synchronous publishes land first, so it is answered as one batch.
-      await Promise.resolve();
+      // Other engines read asynchronously anyway: let a burst of synchronous publishes land first.
+      if (!this.#engine.readNow) await Promise.resolve();
       while (state.dirty && state.waiters.size > 0) {
         state.dirty = false;
         for (const group of groupWaiters(state.waiters)) {
@@ -516,13 +546,17 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           }
           if (batch.messages.length === 0) continue;
           const result = this.#result(batch);
-          let polls = 0;
+          const answered: Waiter<T>[] = [];
           for (const waiter of group) {
-            if (!waiter.detach()) continue; // timed out or aborted meanwhile
-            polls++;
+            if (!waiter.take()) continue; // timed out or aborted meanwhile
+            answered.push(waiter);
             waiter.resolve(result);
           }
-          if (polls > 0) this.#report('deliver', { channel, messages: batch.messages.length, polls });
+          if (answered.length === 0) continue;
+          // Timers and listeners are cleared once the answers are written, not before: clearing
+          // is most of what a waiter costs to answer (`npm run bench`, latency and fanout).
+          setImmediate(releaseAll, answered);
+          this.#report('deliver', { channel, messages: batch.messages.length, polls: answered.length });
         }
       }
     } finally {
@@ -558,13 +592,30 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     if (!result) {
       result = Object.freeze({ messages: batch.messages as readonly Message<T>[], cursor: batch.cursor, timedOut: false });
       this.#results.set(batch, result);
+      // The engine's text of the messages: the HTTP answer is made from it, not serialised again.
+      if (batch.json !== undefined) rememberJson(result, batch.json);
     }
     return result;
   }
 }
 
+function releaseAll<T>(waiters: readonly Waiter<T>[]): void {
+  for (const waiter of waiters) waiter.release();
+}
+
 /** Waiters with the same cursor and limit, which one read answers. */
 function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
+  // Usually all of them wait at the head of the channel: one group, and no map to make.
+  let first: Waiter<T> | undefined;
+  let same = true;
+  for (const waiter of waiters) {
+    first ??= waiter;
+    if (waiter.cursor !== first.cursor || waiter.limit !== first.limit) {
+      same = false;
+      break;
+    }
+  }
+  if (same) return [[...waiters]];
   const groups = new Map<string, Waiter<T>[]>();
   for (const waiter of waiters) {
     const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;

@@ -45,6 +45,12 @@ export interface Batch<T = JsonValue> {
   readonly messages: readonly Message<T>[];
   /** Where the next read continues: just after the last message returned. */
   readonly cursor: Cursor;
+  /**
+   * Optional: `messages` as JSON text (an array equal to `JSON.stringify(messages)`), for
+   * engines that keep each message's text anyway. The HTTP adapters then answer with it instead
+   * of serialising the messages again.
+   */
+  readonly json?: string;
 }
 
 /** Why messages left a channel's history. */
@@ -86,8 +92,12 @@ export interface EngineStats {
 export interface Engine {
   /** Called once by the broker that uses this engine, before any other call. */
   attach(listener: EngineListener): void | Promise<void>;
-  /** Stores `json` (a serialised JSON value) at the end of `channel` and notifies. */
-  append(channel: string, json: string): Promise<PublishedMessage>;
+  /**
+   * Stores `json` (a serialised JSON value) at the end of `channel` and notifies. The broker
+   * also passes `value`, `JSON.parse(json)` deeply frozen, for engines that keep payloads in
+   * this process: they can store it instead of parsing `json` again.
+   */
+  append(channel: string, json: string, value?: JsonValue): Promise<PublishedMessage>;
   /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
   read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch>;
   /**

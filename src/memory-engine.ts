@@ -1,5 +1,5 @@
 import { monotonicFactory, ulid } from 'ulid';
-import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from './engine.js';
+import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { parseFrozen } from './json.js';
 import { RingBuffer, type Positioned } from './ring-buffer.js';
@@ -21,12 +21,16 @@ export interface MemoryEngineOptions {
 
 interface Entry extends Positioned {
   readonly message: Message;
+  /** `JSON.stringify(message)`, made from the published text: answers are built from it. */
+  readonly text: string;
   readonly expiresAt: number;
 }
 
 interface History {
   readonly ring: RingBuffer<Entry>;
   readonly tag: string;
+  /** The channel's name as JSON, for the text of its messages. */
+  readonly name: string;
   /** The highest position that left this channel: a cursor before it may have missed messages. */
   evictedThrough: number;
   /** The last batch read, shared by every reader that asks for the same slice. */
@@ -138,26 +142,36 @@ export class MemoryEngine implements Engine {
     this.#listener = listener;
   }
 
-  /** {@inheritDoc Engine.append} */
-  async append(channel: string, json: string): Promise<PublishedMessage> {
+  /**
+   * {@inheritDoc Engine.append}
+   *
+   * Each message is kept twice, as a frozen value for `read` and `poll` and as JSON text for
+   * HTTP answers, so that no answer serialises it again: a message costs about its JSON size
+   * more memory than the value alone.
+   */
+  async append(channel: string, json: string, value?: JsonValue): Promise<PublishedMessage> {
     const now = Date.now();
     const stale = this.#channels.get(channel);
     if (stale) this.#expire(channel, stale, now);
     let history = this.#channels.get(channel);
     if (!history) {
       const hash = hashOf(channel);
-      history = { ring: new RingBuffer(this.capacity), tag: hash.toString(36), evictedThrough: this.#floors[hash % BUCKETS]! };
+      history = {
+        ring: new RingBuffer(this.capacity),
+        tag: hash.toString(36),
+        name: JSON.stringify(channel),
+        evictedThrough: this.#floors[hash % BUCKETS]!,
+      };
       this.#channels.set(channel, history);
       this.#startSweeper();
     }
     const position = ++this.#sequence;
-    const message: Message = Object.freeze({
-      id: this.#nextId(now),
-      channel,
-      data: parseFrozen(json),
-      publishedAt: isoStringOf(now),
-    });
-    const dropped = history.ring.push({ position, message, expiresAt: now + this.maxAge });
+    const id = this.#nextId(now);
+    const publishedAt = isoStringOf(now);
+    const message: Message = Object.freeze({ id, channel, data: value ?? parseFrozen(json), publishedAt });
+    // The same keys in the same order as the message: what JSON.stringify(message) gives.
+    const text = `{"id":"${id}","channel":${history.name},"data":${json},"publishedAt":"${publishedAt}"}`;
+    const dropped = history.ring.push({ position, message, text, expiresAt: now + this.maxAge });
     if (dropped) {
       history.evictedThrough = dropped.position;
       history.lastRead = undefined;
@@ -167,7 +181,7 @@ export class MemoryEngine implements Engine {
     // Wake the waiters first: whatever a listener of `evicted` does cannot cost a wake-up.
     this.#listener?.appended(channel);
     if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
-    return { ...message, cursor: this.#cursor(history.tag, position) };
+    return { id, channel, data: message.data, publishedAt, cursor: this.#cursor(history.tag, position) };
   }
 
   /** {@inheritDoc Engine.read} */
@@ -197,10 +211,14 @@ export class MemoryEngine implements Engine {
     const memo = live.lastRead;
     if (memo && memo.from === from && memo.to === to && memo.cursor === next) return memo.batch;
     // Frozen: every reader of this slice shares the array.
-    const batch: Batch = {
-      messages: Object.freeze(ring.slice(start, end).map((entry) => entry.message)),
-      cursor: this.#cursor(tag, next),
-    };
+    const entries = ring.slice(start, end);
+    const messages: Message[] = new Array<Message>(entries.length);
+    let json = '[';
+    for (let i = 0; i < entries.length; i++) {
+      messages[i] = entries[i]!.message;
+      json += i === 0 ? entries[i]!.text : `,${entries[i]!.text}`;
+    }
+    const batch: Batch = { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]` };
     live.lastRead = { from, to, cursor: next, batch };
     return batch;
   }
@@ -251,7 +269,9 @@ export class MemoryEngine implements Engine {
   }
 
   #positionOf(cursor: Cursor, tag: string, floor: number): number {
-    const { epoch, position } = this.#parse(cursor, tag);
+    // Held polls come back with the cursor made last: no need to parse it again.
+    const last = this.#lastCursor;
+    const { epoch, position } = cursor === last.cursor && tag === last.tag ? { epoch: this.epoch, position: last.position } : this.#parse(cursor, tag);
     if (epoch !== this.epoch) {
       throw new LongPollError('cursor_expired', 'The cursor is from an earlier history; resume from earliestCursor', {
         earliestCursor: this.#cursor(tag, floor),

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Broker, LongPollError, MemoryEngine, type Engine, type Message, type PollResult } from '../src/index.js';
+import { requiredOnly } from './support/engines.js';
 import { rejection } from './support/expect-error.js';
 
 interface Chat {
@@ -469,7 +470,9 @@ describe('listeners', () => {
   });
 
   it('does not report a cursor evicted while a poll was held as an error', async () => {
-    const small = new Broker<Chat>({ capacity: 1 });
+    // An engine that reads asynchronously: the memory engine's synchronous read would answer
+    // the poll inside the first publish.
+    const small = new Broker<Chat>({ engine: requiredOnly(new MemoryEngine({ capacity: 1 })) });
     const errors: Error[] = [];
     small.on('error', (error) => errors.push(error));
     const { cursor } = await small.read('c');

@@ -1,5 +1,6 @@
 import { LongPollError, type Broker, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
 import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
+import { jsonOf } from '../json.js';
 
 // For the adapters on Node's http server (node, express, koa): they import only this module.
 export { bodyChunks, disconnectSignal, socketTimeoutOf } from './connection.js';
@@ -189,7 +190,12 @@ const byteLength: (text: string) => number =
 function serialisedOf(result: PollResult<unknown>): Serialised {
   let serialised = bodies.get(result);
   if (serialised === undefined) {
-    const body = JSON.stringify(result);
+    // The engine's text of the messages, where it kept one: the payloads are not serialised again.
+    const messages = jsonOf(result);
+    const body =
+      messages === undefined
+        ? JSON.stringify(result)
+        : `{"messages":${messages},"cursor":${JSON.stringify(result.cursor)},"timedOut":${result.timedOut}}`;
     serialised = { body, length: String(byteLength(body)) };
     bodies.set(result, serialised);
   }

@@ -1,6 +1,7 @@
 import { IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Broker, ConnectionLimiter, LongPollError, type BrokerOptions } from '../../src/index.js';
+import { Broker, ConnectionLimiter, LongPollError, MemoryEngine, type BrokerOptions } from '../../src/index.js';
+import { requiredOnly } from '../support/engines.js';
 import type { Access } from '../../src/http/protocol.js';
 import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
 import { eventually, expectProblem, hold, json, post, send, until, type PollBody } from './requests.js';
@@ -40,8 +41,30 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(response.elapsed).toBeLessThan(4_000);
     });
 
-    it('serialises the result once for all the polls one publish answers', async () => {
+    it('answers every poll one publish wakes with the engine\'s text, serialising nothing again', async () => {
       const { broker, server } = await start();
+      const cursor = json<PollBody>(await send(server.url('fan', 'wait=0'))).cursor;
+      const polls = Array.from({ length: 10 }, () => send(server.url('fan', `cursor=${encodeURIComponent(cursor)}&wait=5`)));
+      await until(() => broker.stats().waiters === 10, 'ten polls are held');
+      const stringify = vi.spyOn(JSON, 'stringify');
+      let published;
+      try {
+        published = await broker.publish('fan', { text: 'to all', n: [1, 2.5, null], 'é"\\': true });
+        const answers = await Promise.all(polls);
+        expect(new Set(answers.map((a) => a.text)).size).toBe(1);
+        // Neither the result nor a message was serialised: the memory engine kept the text.
+        const objects = stringify.mock.calls.filter(([value]) => typeof value === 'object' && value !== null && ('messages' in value || 'id' in value));
+        expect(objects).toHaveLength(0);
+        // And that text is exactly what serialising the result would give.
+        const { cursor: next, ...message } = published;
+        expect(answers[0]!.text).toBe(JSON.stringify({ messages: [message], cursor: next, timedOut: false }));
+      } finally {
+        stringify.mockRestore();
+      }
+    });
+
+    it('serialises the result once for all the polls one publish answers, when the engine keeps no text', async () => {
+      const { broker, server } = await start({}, { engine: requiredOnly(new MemoryEngine()) });
       const cursor = json<PollBody>(await send(server.url('fan', 'wait=0'))).cursor;
       const polls = Array.from({ length: 10 }, () => send(server.url('fan', `cursor=${encodeURIComponent(cursor)}&wait=5`)));
       await until(() => broker.stats().waiters === 10, 'ten polls are held');
