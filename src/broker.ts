@@ -136,6 +136,20 @@ function isIdle<T>(state: ChannelState<T>): boolean {
   return state.waiters.size === 0 && state.reading === 0 && !state.draining;
 }
 
+/**
+ * Who gets a poll's answer: the promise of {@link Broker.poll}, or (through {@link pollInto}) an
+ * HTTP adapter's response, which then keeps no promise and no closure while it is held. Exactly
+ * one of the two is called, once; neither may throw.
+ *
+ * @internal
+ */
+export interface PollReceiver<T> {
+  /** The poll's result. */
+  resolve(result: PollResult<T>): void;
+  /** Why the poll failed. */
+  reject(error: unknown): void;
+}
+
 /** A held poll. It is its own abort listener, so holding one costs no closures. */
 class Waiter<T> implements EventListenerObject {
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -146,8 +160,7 @@ class Waiter<T> implements EventListenerObject {
     readonly state: ChannelState<T>,
     readonly signal: AbortSignal | undefined,
     readonly registry: Registry<T>,
-    readonly resolve: (result: PollResult<T>) => void,
-    readonly reject: (error: unknown) => void,
+    readonly receiver: PollReceiver<T>,
   ) {}
 
   /** Forgets the waiter and its timer and listener; false if it was already answered. */
@@ -177,7 +190,7 @@ class Waiter<T> implements EventListenerObject {
   }
 
   fail(error: unknown): void {
-    if (this.detach()) this.reject(error);
+    if (this.detach()) this.receiver.reject(error);
   }
 
   /** The signal aborted. */
@@ -203,6 +216,15 @@ const MAX_LIMIT = 1000;
 /** Longer waits overflow `setTimeout`, so they are held without a timer. */
 const MAX_TIMER = 2_147_483_647;
 
+
+/**
+ * Starts a poll whose answer goes to `receiver` instead of a promise: what `broker.poll` does,
+ * minus the promise, for the HTTP adapters.
+ *
+ * @internal
+ */
+// Assigned once, by the static block of Broker, which can reach its private #start.
+export let pollInto: <T>(broker: Broker<T>, channel: string, options: PollOptions, receiver: PollReceiver<T>) => void;
 
 const BrokerEmitter = EventEmitter as unknown as new <T>() => TypedEmitter.default<BrokerEvents<T>>;
 
@@ -368,16 +390,19 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     // One promise, settled by the first read or later by the waiter: a held poll keeps no
     // async function's promise adopting another one (fewer objects and microtasks per poll).
     return new Promise<PollResult<T>>((resolve, reject) => {
-      this.#poll(channel, options ?? {}, resolve, reject).catch(reject);
+      this.#start(channel, options, { resolve, reject });
     });
   }
 
-  async #poll(
-    channel: string,
-    options: PollOptions,
-    resolve: (result: PollResult<T>) => void,
-    reject: (error: unknown) => void,
-  ): Promise<void> {
+  static {
+    pollInto = (broker, channel, options, receiver) => broker.#start(channel, options, receiver);
+  }
+
+  #start(channel: string, options: PollOptions | undefined, receiver: PollReceiver<T>): void {
+    this.#poll(channel, options ?? {}, receiver).catch((error: unknown) => receiver.reject(error));
+  }
+
+  async #poll(channel: string, options: PollOptions, receiver: PollReceiver<T>): Promise<void> {
     assertChannel(channel);
     let cursor = cursorOf(options);
     const limit = limitOf(options);
@@ -391,15 +416,17 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       if (this.#ready) await this.#ready;
       for (;;) {
         const version = state.version;
-        const batch = await this.#engine.read(channel, cursor, limit);
+        const engine = this.#engine;
+        // The synchronous read, where the engine has one, suspends nothing.
+        const batch = engine.readNow ? engine.readNow(channel, cursor, limit) : await engine.read(channel, cursor, limit);
         signal?.throwIfAborted();
         if (batch.messages.length > 0) {
-          resolve(this.#result(batch));
+          receiver.resolve(this.#result(batch));
           this.#report('deliver', { channel, messages: batch.messages.length, polls: 1 });
           return;
         }
         if (wait === 0) {
-          resolve(Object.freeze({ messages: [], cursor: batch.cursor, timedOut: true }));
+          receiver.resolve(Object.freeze({ messages: [], cursor: batch.cursor, timedOut: true }));
           return;
         }
         if (this.#closed) throw shuttingDown();
@@ -407,7 +434,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         // A publish that landed during the read bumped the version: read again, or it is lost.
         if (state.version === version) {
           // Registered, not awaited: a held poll keeps no suspended frame alive.
-          this.#hold(state, cursor, limit, wait, signal, resolve, reject);
+          this.#hold(state, cursor, limit, wait, signal, receiver);
           return;
         }
       }
@@ -489,10 +516,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     limit: number,
     wait: number,
     signal: AbortSignal | undefined,
-    resolve: (result: PollResult<T>) => void,
-    reject: (error: unknown) => void,
+    receiver: PollReceiver<T>,
   ): void {
-    const waiter = new Waiter(cursor, limit, state, signal, this.#registry, resolve, reject);
+    const waiter = new Waiter(cursor, limit, state, signal, this.#registry, receiver);
     state.waiters.add(waiter);
     this.#registry.held++;
     signal?.addEventListener('abort', waiter);
@@ -503,7 +529,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
 
   readonly #expire = (waiter: Waiter<T>): void => {
     if (!waiter.detach()) return;
-    waiter.resolve(Object.freeze({ messages: [], cursor: waiter.cursor, timedOut: true }));
+    waiter.receiver.resolve(Object.freeze({ messages: [], cursor: waiter.cursor, timedOut: true }));
     this.#report('timeout', waiter.state.channel);
   };
 
@@ -550,7 +576,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           for (const waiter of group) {
             if (!waiter.take()) continue; // timed out or aborted meanwhile
             answered.push(waiter);
-            waiter.resolve(result);
+            waiter.receiver.resolve(result);
           }
           if (answered.length === 0) continue;
           // Timers and listeners are cleared once the answers are written, not before: clearing

@@ -23,6 +23,7 @@ import {
   type LongPollOptions,
   type PollRequest,
   type PollResponse,
+  type ResponseSink,
 } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
@@ -40,8 +41,11 @@ export type NodeLongPollHandler<Req extends IncomingMessage = IncomingMessage> =
   next?: (error?: unknown) => void,
 ) => void;
 
-/** A held poll keeps this object: methods on the prototype instead of closures per request. */
-class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
+/**
+ * A held poll keeps this object: methods on the prototype instead of closures per request. It is
+ * also where the protocol writes the answer.
+ */
+class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, ResponseSink {
   readonly method: string;
   readonly url: string;
   readonly signal: AbortSignal;
@@ -49,7 +53,7 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
 
   constructor(
     readonly raw: Req,
-    res: ServerResponse,
+    readonly res: ServerResponse,
   ) {
     this.method = raw.method ?? 'GET';
     this.url = raw.url ?? '/';
@@ -72,24 +76,14 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req> {
     const { body } = this.raw as IncomingMessage & { body?: unknown };
     return body === undefined ? { chunks: bodyChunks(this.raw) } : { parsed: body };
   }
+
+  write(response: PollResponse): void {
+    writeResponse(this.res, response);
+  }
 }
 
-/**
- * Turns a Node request into the protocol's {@link PollRequest}. Its signal aborts when the
- * client goes away before the response is finished.
- *
- * @internal Shared with the Express adapter, which is Node http underneath.
- */
-export function toPollRequest<Req extends IncomingMessage>(req: Req, res: ServerResponse): PollRequest<Req> {
-  return new NodePollRequest(req, res);
-}
-
-/**
- * Writes a {@link PollResponse}, unless the client is gone, and releases its lease.
- *
- * @internal Shared with the Express adapter.
- */
-export function writeResponse(res: ServerResponse, response: PollResponse): void {
+/** Writes a {@link PollResponse}, unless the client is gone, and releases its lease. */
+function writeResponse(res: ServerResponse, response: PollResponse): void {
   try {
     if (!res.headersSent && !res.destroyed) {
       res.writeHead(response.status, response.headers);
@@ -127,13 +121,13 @@ export function longPoll<T, Req extends IncomingMessage = IncomingMessage>(
       next();
       return;
     }
+    let request: NodePollRequest<Req>;
     try {
-      void protocol.handle(toPollRequest(req, res)).then(
-        (response) => writeResponse(res, response),
-        (error: unknown) => writeResponse(res, protocol.failure(error)),
-      );
+      request = new NodePollRequest(req, res);
     } catch (error) {
       writeResponse(res, protocol.failure(error));
+      return;
     }
+    protocol.serve(request, request);
   };
 }

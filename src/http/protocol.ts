@@ -1,6 +1,7 @@
-import { LongPollError, type Broker, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
-import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
+import { Broker, pollInto, type PollOptions, type PollReceiver } from '../broker.js';
+import { LongPollError, type ConnectionLimiter, type Lease, type PollResult } from '../index.js';
 import { jsonOf } from '../json.js';
+import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
 
 // For the adapters on Node's http server (node, express, koa): they import only this module.
 export { bodyChunks, disconnectSignal, socketTimeoutOf } from './connection.js';
@@ -132,12 +133,23 @@ export interface PollResponse {
   readonly written: () => void;
 }
 
+/** Where {@link Protocol.serve} writes the answer to a request. */
+export interface ResponseSink {
+  /** Writes the answer; called exactly once per request. It must not throw. */
+  write(response: PollResponse): void;
+}
+
 /** The protocol bound to one broker and one set of options. */
 export interface Protocol<Req> {
   /** Whether a URL is under the prefix: requests outside it may go to the next handler. */
   owns(url: string): boolean;
   /** Answers a request. Never rejects. */
   handle(request: PollRequest<Req>): Promise<PollResponse>;
+  /**
+   * Answers a request through `sink`, without a promise: a held poll then keeps no promise and
+   * no closure (`npm run bench`, heap per held poll). The Node and Express adapters use it.
+   */
+  serve(request: PollRequest<Req>, sink: ResponseSink): void;
   /**
    * The problem answer for an error an adapter caught around `handle` (a last resort: a
    * {@link LongPollError} keeps its status, anything else is a 500 that says nothing more).
@@ -217,6 +229,58 @@ function sharedAnswer(result: PollResult<unknown>): PollResponse {
     written: nothing,
   });
   return serialised.shared;
+}
+
+/** The problem answer for an error. */
+function failure(error: unknown): PollResponse {
+  const known = LongPollError.from(error);
+  // The rest of an oversized body is not read: close rather than parse it as a next request.
+  return problem(known, known.code === 'payload_too_large' ? { connection: 'close' } : {});
+}
+
+/**
+ * One HTTP poll between the broker and the adapter's sink: the broker's receiver, which turns
+ * the result into the answer. Most polls (no lease, no `Prefer: wait`, timeouts as 200) get the
+ * answer every poll woken by the same publish shares.
+ */
+class HttpPoll implements PollReceiver<unknown> {
+  constructor(
+    readonly sink: ResponseSink,
+    readonly lease: Lease | undefined,
+    /** `Preference-Applied`, when the request asked `Prefer: wait`. */
+    readonly applied: string | undefined,
+    readonly timeoutStatus: 200 | 204 | 304,
+  ) {}
+
+  resolve(result: PollResult<unknown>): void {
+    let response: PollResponse;
+    try {
+      response = this.answer(result);
+    } catch (error) {
+      this.lease?.release();
+      response = failure(error);
+    }
+    this.sink.write(response);
+  }
+
+  reject(error: unknown): void {
+    this.lease?.release();
+    this.sink.write(failure(error));
+  }
+
+  answer(result: PollResult<unknown>): PollResponse {
+    const { lease, applied } = this;
+    const timedOut = result.timedOut && this.timeoutStatus !== 200;
+    if (!timedOut && !lease && applied === undefined) return sharedAnswer(result);
+    const written = lease ? () => lease.release() : nothing;
+    const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
+    if (applied !== undefined) headers['preference-applied'] = applied;
+    if (timedOut) return { status: this.timeoutStatus, headers, body: undefined, written };
+    const serialised = serialisedOf(result);
+    headers['content-type'] = JSON_TYPE;
+    headers['content-length'] = serialised.length;
+    return { status: 200, headers, body: serialised.body, written };
+  }
 }
 
 function option(valid: boolean, name: string, value: unknown): void {
@@ -313,6 +377,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   option(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
   const allow = publish ? 'GET, POST' : 'GET';
   let warned = false;
+  const real = broker instanceof Broker;
 
   /** The longest wait a transport with this socket timeout lets a poll hold. */
   function transportLimit(socketTimeout: number | undefined): number {
@@ -331,10 +396,10 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   }
 
   /**
-   * Parses and leases synchronously, then chains the answer onto the broker's promise: a held
-   * poll keeps one small closure instead of a suspended async frame (see `npm run bench`).
+   * Parses and leases synchronously, then starts the broker's poll with an {@link HttpPoll} as
+   * its receiver: a held poll keeps that one small object, no promise and no closure.
    */
-  function poll(request: PollRequest<Req>, channel: string, search: string): Promise<PollResponse> {
+  function poll(request: PollRequest<Req>, channel: string, search: string, sink: ResponseSink): void {
     const limitWait = Math.min(maxWait, transportLimit(request.socketTimeout));
     const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
       defaultWait: Math.min(defaultWait, limitWait),
@@ -347,41 +412,20 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       client: clientKey ? clientKey(request.raw) : request.clientKey,
       channel,
     });
-    const written = lease ? () => lease.release() : nothing;
-    // Most polls hold no lease and ask no `Prefer: wait`: they keep no closure while held.
-    const respond =
-      !lease && !params.preferred && timeoutStatus === 200
-        ? sharedAnswer
-        : (result: PollResult<unknown>): PollResponse => {
-            const timedOut = result.timedOut && timeoutStatus !== 200;
-            if (!timedOut && !lease && !params.preferred) return sharedAnswer(result);
-            const headers: Record<string, string> = { 'cache-control': 'no-store', 'longpoll-cursor': result.cursor };
-            if (params.preferred) headers['preference-applied'] = `wait=${params.wait / 1000}`;
-            if (timedOut) return { status: timeoutStatus, headers, body: undefined, written };
-            const serialised = serialisedOf(result);
-            headers['content-type'] = JSON_TYPE;
-            headers['content-length'] = serialised.length;
-            return { status: 200, headers, body: serialised.body, written };
-          };
     try {
       // Up to wait/16 less, so that clients that polled together do not re-poll together. In one
       // of 32 steps: Node keeps one timer list per distinct duration, so polls share 32 lists
       // instead of each making (and on answer, unlinking) its own.
       // Whole milliseconds: a small integer is stored inline, a fraction as a heap number per timer.
       const wait = Math.round(params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS));
-      const polled = broker.poll(channel, { cursor: params.cursor, wait, limit: params.limit, signal: request.signal });
-      // Settles with an answer, never rejects: `handle` adds no promise of its own per poll.
-      return polled.then(
-        respond,
-        lease
-          ? (error: unknown) => {
-              written();
-              return failure(error);
-            }
-          : failure,
-      );
+      const receiver = new HttpPoll(sink, lease, params.preferred ? `wait=${params.wait / 1000}` : undefined, timeoutStatus);
+      const pollOptions: PollOptions = { cursor: params.cursor, wait, limit: params.limit, signal: request.signal };
+      // An overridden or wrapped `poll` is called; otherwise the answer goes straight to the sink,
+      // with no promise in between.
+      if (real && broker.poll === Broker.prototype.poll) pollInto(broker, channel, pollOptions, receiver);
+      else broker.poll(channel, pollOptions).then((result) => receiver.resolve(result), (error: unknown) => receiver.reject(error));
     } catch (error) {
-      written();
+      lease?.release();
       throw error;
     }
   }
@@ -416,37 +460,45 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     };
   }
 
-  function failure(error: unknown): PollResponse {
-    const known = LongPollError.from(error);
-    // The rest of an oversized body is not read: close rather than parse it as a next request.
-    return problem(known, known.code === 'payload_too_large' ? { connection: 'close' } : {});
+  /** Writes what `pending` settles to, or the problem it fails with. */
+  function settle(pending: Promise<PollResponse>, sink: ResponseSink): void {
+    pending.then(
+      (response) => sink.write(response),
+      (error: unknown) => sink.write(failure(error)),
+    );
   }
 
-  /**
-   * Not async, so that a poll without `authorize` keeps no suspended frame while it is held.
-   * Throws or resolves, never rejects.
-   */
-  function answer(request: PollRequest<Req>): Promise<PollResponse> {
-    const { pathname, search } = pathOf(request.url);
-    const segment = segmentOf(pathname, prefix);
-    if (segment === undefined) throw new LongPollError('not_found', 'No such route');
-    const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
-    if (!action) return Promise.resolve(problem(new LongPollError('method_not_allowed', `Use ${allow}`), { allow }));
-    const channel = channelOf(segment, channelPattern);
-    if (authorize) return authorized(request, channel, action, search).catch(failure);
-    return action === 'poll' ? poll(request, channel, search) : publishBody(request, channel).catch(failure);
-  }
-
-  async function authorized(
-    request: PollRequest<Req>,
-    channel: string,
-    action: 'poll' | 'publish',
-    search: string,
-  ): Promise<PollResponse> {
-    if (!(await authorize!(request.raw, { channel, action }))) {
-      throw new LongPollError('forbidden', `Not allowed to ${action} on this channel`);
+  /** Synchronous up to the poll, so that a poll without `authorize` keeps no suspended frame. */
+  function serve(request: PollRequest<Req>, sink: ResponseSink): void {
+    try {
+      const { pathname, search } = pathOf(request.url);
+      const segment = segmentOf(pathname, prefix);
+      if (segment === undefined) throw new LongPollError('not_found', 'No such route');
+      const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
+      if (!action) {
+        sink.write(problem(new LongPollError('method_not_allowed', `Use ${allow}`), { allow }));
+        return;
+      }
+      const channel = channelOf(segment, channelPattern);
+      if (authorize) authorized(request, channel, action, search, sink);
+      else if (action === 'poll') poll(request, channel, search, sink);
+      else settle(publishBody(request, channel), sink);
+    } catch (error) {
+      sink.write(failure(error));
     }
-    return action === 'poll' ? poll(request, channel, search) : publishBody(request, channel);
+  }
+
+  function authorized(request: PollRequest<Req>, channel: string, action: 'poll' | 'publish', search: string, sink: ResponseSink): void {
+    Promise.resolve()
+      .then(() => authorize!(request.raw, { channel, action }))
+      .then(
+        (allowed) => {
+          if (!allowed) throw new LongPollError('forbidden', `Not allowed to ${action} on this channel`);
+          if (action === 'poll') poll(request, channel, search, sink);
+          else settle(publishBody(request, channel), sink);
+        },
+      )
+      .catch((error: unknown) => sink.write(failure(error)));
   }
 
   return {
@@ -454,12 +506,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       return pathOf(url).pathname.startsWith(`${prefix}/`);
     },
     handle(request) {
-      try {
-        return answer(request);
-      } catch (error) {
-        return Promise.resolve(failure(error));
-      }
+      return new Promise<PollResponse>((resolve) => serve(request, { write: resolve }));
     },
+    serve,
     failure,
   };
 }

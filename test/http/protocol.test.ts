@@ -80,6 +80,25 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       }
     });
 
+    it('calls a subclass\'s own poll, and answers through it', async () => {
+      const calls: string[] = [];
+      class Counted extends Broker<unknown> {
+        override poll(channel: string, options?: Parameters<Broker<unknown>['poll']>[1]) {
+          calls.push(channel);
+          return super.poll(channel, options);
+        }
+      }
+      const counted = new Counted();
+      broker = counted;
+      server = await startServer(adapter, counted, {});
+      const answer = send(server.url('sub', 'wait=5'));
+      await until(() => counted.stats().waiters === 1, 'the poll is held');
+      await counted.publish('sub', 'through the override');
+      const body = json<PollBody>(await answer);
+      expect(body.messages.map((m) => m.data)).toEqual(['through the override']);
+      expect(calls).toEqual(['sub']);
+    });
+
     it('returns a backlog at once, oldest first', async () => {
       const { broker, server } = await start();
       for (const n of [1, 2, 3]) await broker.publish('room', n);
