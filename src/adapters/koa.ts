@@ -71,6 +71,8 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
     if (ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
     ctx.status = response.status;
     ctx.set(response.headers);
-    ctx.body = response.body ?? null;
+    const { body } = response;
+    // Koa sends a Buffer as bytes (a plain Uint8Array it would serialise as JSON).
+    ctx.body = body === undefined ? null : typeof body === 'string' || Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   };
 }
