@@ -74,11 +74,15 @@ export function targets(summary) {
     const ahead = peers.every((peer) => kit.sizes[size].responsesPerSecond > peer);
     rows.push([`fanout at N = ${integer(size)}: ≥ 0.95× raw, ahead of every peer`, `${value.toFixed(2)}× raw${ahead ? ', ahead of every peer' : ', not ahead of every peer'}`, value >= 0.95 && ahead]);
   }
-  const top = sizes.at(-1);
-  const extra = kit.sizes[top].heapPerPoll - raw.sizes[top].heapPerPoll;
-  rows.push([`heap per held poll at N = ${integer(top)}: ≤ raw + 1 KB`, `raw + ${integer(extra)} B`, extra <= 1024]);
-  const cpu = kit.sizes[top].cpuPerResponse / raw.sizes[top].cpuPerResponse;
-  rows.push([`server CPU per response at N = ${integer(top)}: ≤ 1.15× raw`, `${cpu.toFixed(2)}× raw`, cpu <= 1.15]);
+  // Checked at every N: fixed costs weigh most at the smallest.
+  for (const size of sizes) {
+    const extra = kit.sizes[size].heapPerPoll - raw.sizes[size].heapPerPoll;
+    rows.push([`heap per held poll at N = ${integer(size)}: ≤ raw + 1 KB`, `raw + ${integer(extra)} B`, extra <= 1024]);
+  }
+  for (const size of sizes) {
+    const cpu = kit.sizes[size].cpuPerResponse / raw.sizes[size].cpuPerResponse;
+    rows.push([`server CPU per response at N = ${integer(size)}: ≤ 1.15× raw`, `${cpu.toFixed(2)}× raw`, cpu <= 1.15]);
+  }
   const latency = kit.latencyMedian / raw.latencyMedian;
   rows.push(['median publish→receipt latency: ≤ 1.3× raw', `${latency.toFixed(2)}× raw`, latency <= 1.3]);
   for (const behind of [...new Set(history.map((row) => row.behind))]) {
