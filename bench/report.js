@@ -121,7 +121,10 @@ export function renderMarkdown(summary, context) {
     '',
     `## Fanout: one ~100-byte message published to N held polls`,
     '',
-    'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body and content-length, of the same shape and size as the answer of longpoll-kit (so the load generator reads the same bytes); the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).',
+    'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body and content-length, of the same shape and size as the answer of longpoll-kit (so the load generator reads the same bytes); the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).' +
+      (plan.bestOf && Object.keys(plan.bestOf).length > 0
+        ? ` Where a fanout takes only tens of milliseconds, one burst of other work on the machine can halve it, so every system repeats it in each turn and the fastest counts (${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')}); then the median over turns.`
+        : ''),
     '',
   );
   table(
