@@ -143,11 +143,12 @@ export class MemoryEngine implements Engine {
   }
 
   /**
-   * {@inheritDoc Engine.append}
+   * Stores `json` at the end of `channel` and wakes its broker's polls. `value` is the broker's
+   * frozen copy of the payload; without it, `json` is parsed and frozen here.
    *
    * Each message is kept twice, as a frozen value for `read` and `poll` and as JSON text for
-   * HTTP answers, so that no answer serialises it again: a message costs about its JSON size
-   * more memory than the value alone.
+   * HTTP answers (`Batch.json`), so that no answer serialises it again: a message costs about
+   * its JSON size more memory than the value alone.
    */
   async append(channel: string, json: string, value?: JsonValue): Promise<PublishedMessage> {
     const now = Date.now();
