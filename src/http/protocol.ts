@@ -219,8 +219,6 @@ function serialisedOf(result: PollResult<unknown>): Serialised {
 
 /** A fanout answers thousands of polls with one result: one frozen answer for them all. */
 function sharedAnswer(result: PollResult<unknown>): PollResponse {
-  // A fanout asks for the same result's answer once per poll: skip the map after the first.
-  if (result === lastShared.result) return lastShared.answer;
   const serialised = serialisedOf(result);
   serialised.shared ??= Object.freeze({
     status: 200,
@@ -233,14 +231,8 @@ function sharedAnswer(result: PollResult<unknown>): PollResponse {
     body: serialised.body,
     written: nothing,
   });
-  lastShared = { result, answer: serialised.shared };
   return serialised.shared;
 }
-/** The last shared answer made: it keeps one answer alive until the next. */
-let lastShared: { readonly result: PollResult<unknown> | undefined; readonly answer: PollResponse } = {
-  result: undefined,
-  answer: Object.freeze({ status: 0, headers: {}, body: undefined, written: nothing }),
-};
 
 /** The problem answer for an error. */
 function failure(error: unknown): PollResponse {
