@@ -256,6 +256,31 @@ function waitOf(options: PollOptions): number {
   return wait > MAX_TIMER ? Number.POSITIVE_INFINITY : wait;
 }
 
+/**
+ * The payload every subscriber receives, deeply frozen, and its JSON text, which always is the
+ * serialisation of that frozen value. Plain data is copied by a walk and the copy serialised;
+ * anything else (a Date, a `toJSON`…) is serialised and parsed back.
+ */
+function payloadOf(data: unknown): { json: string; value: JsonValue } {
+  let value: JsonValue | undefined;
+  try {
+    value = frozenCopy(data);
+  } catch (error) {
+    // A getter that throws, a revoked Proxy: JSON.stringify would have thrown too.
+    throw new LongPollError('invalid_payload', `The payload is not JSON-serialisable: ${(error as Error).message}`, { cause: error });
+  }
+  // On the slow path the text is made again from the parsed value, so that its keys come in the
+  // value's order (a Proxy may list them otherwise).
+  if (value === undefined) value = parseFrozen(serialise(data));
+  return { json: JSON.stringify(value), value };
+}
+
+/** Runs `task` after the current I/O: `setImmediate` where the runtime has it. */
+const later: <A>(task: (arg: A) => void, arg: A) => void =
+  typeof globalThis.setImmediate === 'function'
+    ? (task, arg) => void globalThis.setImmediate(task, arg)
+    : (task, arg) => void setTimeout(task, 0, arg);
+
 function serialise(data: unknown): string {
   let json: string | undefined;
   try {
@@ -301,6 +326,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /** One result object per engine batch, so equal reads share one object. */
   readonly #results = new WeakMap<Batch, PollResult<T>>();
   #active = 0;
+  /** Deliveries made inside a publish's `append`, reported after its `publish` event. */
+  #deferred: Delivery[] | undefined;
   readonly #closeTimeout: number;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -344,21 +371,27 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   async publish(channel: string, data: T): Promise<PublishedMessage<T>> {
     assertChannel(channel);
-    // The copy every subscriber receives, and its text: plain data is copied by a walk and the
-    // copy serialised; anything else (a Date, a toJSON…) is serialised and parsed back.
-    let value = frozenCopy(data);
-    let json: string;
-    if (value === undefined) {
-      json = serialise(data);
-      value = parseFrozen(json);
-    } else {
-      json = JSON.stringify(value);
-    }
+    const { json, value } = payloadOf(data);
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
-    const message = (await this.#engine.append(channel, json, value)) as PublishedMessage<T>;
-    this.#report('publish', message);
-    return message;
+    // A synchronous engine answers the held polls inside `append`: their `deliver` events wait
+    // until this publish has reported `publish`, so listeners see them in that order.
+    const deliveries: Delivery[] = [];
+    const outer = this.#deferred;
+    this.#deferred = deliveries;
+    let appending: Promise<PublishedMessage>;
+    try {
+      appending = this.#engine.append(channel, json, value);
+    } finally {
+      this.#deferred = outer;
+    }
+    try {
+      const message = (await appending) as PublishedMessage<T>;
+      this.#report('publish', message);
+      return message;
+    } finally {
+      for (const delivery of deliveries) this.#report('deliver', delivery);
+    }
   }
 
   /**
@@ -581,8 +614,10 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           if (answered.length === 0) continue;
           // Timers and listeners are cleared once the answers are written, not before: clearing
           // is most of what a waiter costs to answer (`npm run bench`, latency and fanout).
-          setImmediate(releaseAll, answered);
-          this.#report('deliver', { channel, messages: batch.messages.length, polls: answered.length });
+          later(releaseAll, answered);
+          const delivery = { channel, messages: batch.messages.length, polls: answered.length };
+          if (this.#deferred) this.#deferred.push(delivery);
+          else this.#report('deliver', delivery);
         }
       }
     } finally {

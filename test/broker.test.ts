@@ -487,6 +487,25 @@ describe('listeners', () => {
   });
 });
 
+describe('event order', () => {
+  it('reports a publish before the deliveries it caused, also when a deliver listener publishes again', async () => {
+    const ordered = new Broker<number>();
+    const events: string[] = [];
+    ordered.on('publish', (message) => events.push(`publish ${message.data}`));
+    ordered.on('deliver', ({ polls }) => {
+      events.push(`deliver ${polls}`);
+      if (events.length === 2) void ordered.publish('c', 2);
+    });
+    const held = ordered.poll('c', { wait: 5_000 });
+    await settle();
+    await ordered.publish('c', 1);
+    expect((await held).messages.map((m) => m.data)).toEqual([1]);
+    await settle();
+    expect(events).toEqual(['publish 1', 'deliver 1', 'publish 2']);
+    await ordered.close();
+  });
+});
+
 describe('shared messages', () => {
   it('hands out frozen batches and payloads, so one consumer cannot change what another receives', async () => {
     const sent = await broker.publish('c', { text: 'a' });

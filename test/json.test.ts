@@ -101,6 +101,33 @@ describe('Broker.publish and the text HTTP answers are made from', () => {
     }
   });
 
+  it('fails with invalid_payload when reading the payload throws', async () => {
+    const broker = new Broker<unknown>();
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const throwing = {
+      get x(): number {
+        throw new Error('boom');
+      },
+    };
+    for (const data of [throwing, proxy, [throwing]]) {
+      await expect(broker.publish('c', data)).rejects.toMatchObject({ code: 'invalid_payload', status: 400 });
+    }
+    expect(broker.stats().messages).toBe(0);
+    await broker.close();
+  });
+
+  it('keeps the text in the order of the stored value, whatever order a Proxy lists its keys in', async () => {
+    const broker = new Broker<unknown>();
+    const target = { b: 1, 1: 2, d: new Date(0) };
+    const data = new Proxy(target, { ownKeys: () => ['b', '1', 'd'] });
+    await broker.publish('c', data);
+    const result = await broker.read('c');
+    expect(jsonOf(result)).toBe(JSON.stringify(result.messages));
+    expect(result.messages[0]!.data).toEqual({ 1: 2, b: 1, d: '1970-01-01T00:00:00.000Z' });
+    await broker.close();
+  });
+
   it('keeps the published copy apart from the caller\'s object, which stays unfrozen', async () => {
     const broker = new Broker<unknown>();
     const data = { list: [1, 2], nested: { a: 'b' } };
