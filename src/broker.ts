@@ -449,9 +449,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       if (this.#ready) await this.#ready;
       for (;;) {
         const version = state.version;
-        const engine = this.#engine;
         // The synchronous read, where the engine has one, suspends nothing.
-        const batch = engine.readNow ? engine.readNow(channel, cursor, limit) : await engine.read(channel, cursor, limit);
+        const batch = this.#engine.readNow?.(channel, cursor, limit) ?? (await this.#engine.read(channel, cursor, limit));
         signal?.throwIfAborted();
         if (batch.messages.length > 0) {
           receiver.resolve(this.#result(batch));
@@ -555,7 +554,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     state.waiters.add(waiter);
     this.#registry.held++;
     signal?.addEventListener('abort', waiter);
-    // Cleared with the answer, so it never outlives the poll; ref'd on purpose, so a script
+    // Cleared right after the answer is written (see #drain), so it never outlives the poll by
+    // more than a turn of the event loop; ref'd on purpose, so a script
     // that awaits a poll does not exit while the poll is pending.
     if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter);
   }
@@ -597,8 +597,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           let batch: Batch;
           try {
             // A synchronous read saves the promise hops between a publish and its answer.
-            const engine = this.#engine;
-            batch = engine.readNow ? engine.readNow(channel, cursor, limit) : await engine.read(channel, cursor, limit);
+            batch = this.#engine.readNow?.(channel, cursor, limit) ?? (await this.#engine.read(channel, cursor, limit));
           } catch (error) {
             this.#fail(group, error);
             continue;
