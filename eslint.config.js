@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 /**
- * The import boundaries of DESIGN.md ("Layout", "The boundary"), as lint errors rather than
+ * The import boundaries of docs/architecture.md ("Parts", "Seams"), as lint errors rather than
  * good intentions. Every block restates the self-import ban because, in a flat config, the
  * last block that sets a rule for a file replaces its options instead of merging them.
  */
@@ -32,7 +32,7 @@ function relativeExcept(allowed, message) {
 }
 
 const adapterBoundary =
-  'Adapters import only ../index.js, ../http/protocol.js and framework types; Express may also import ./node.js (DESIGN.md, "The boundary").';
+  'Adapters import only ../index.js, ../http/protocol.js, ../http/connection.js (Node-based adapters) and framework types; Express may also import ./node.js (docs/architecture.md, "Seams").';
 /** Frameworks (and every other package) are optional peers: adapters import their types only. */
 const typesOnly = {
   regex: '^[^.]',
@@ -100,18 +100,18 @@ export default defineConfig(
   // The core knows nothing of HTTP, frameworks, the client or Redis; index.ts exports the core only.
   restrictImports(['src/*.ts'], {
     regex: '^\\./(http|adapters|client|redis)/',
-    message: 'The core (src/*.ts) knows nothing of HTTP, adapters, the client or Redis (DESIGN.md, "Layout").',
+    message: 'The core (src/*.ts) knows nothing of HTTP, adapters, the client or Redis (docs/architecture.md, "Parts").',
   }),
   // The protocol layer knows nothing of any framework.
   restrictImports(['src/http/**/*.ts'], {
     regex: '^(\\.\\./adapters/|express$|koa$|node:https?$|node:http2$)',
-    message: 'src/http/ is framework-neutral: no adapters, no framework imports (DESIGN.md, "The boundary").',
+    message: 'src/http/ is framework-neutral: no adapters, no framework imports (docs/architecture.md, "Seams").',
   }),
-  restrictImports(['src/adapters/**/*.ts'], relativeExcept(['../index.js', '../http/protocol.js'], adapterBoundary), typesOnly),
+  restrictImports(['src/adapters/**/*.ts'], relativeExcept(['../index.js', '../http/protocol.js', '../http/connection.js'], adapterBoundary), typesOnly),
   // Express is Node http underneath, so its adapter wraps the Node one.
   restrictImports(
     ['src/adapters/express.ts'],
-    relativeExcept(['../index.js', '../http/protocol.js', './node.js'], adapterBoundary),
+    relativeExcept(['../index.js', '../http/protocol.js', '../http/connection.js', './node.js'], adapterBoundary),
     typesOnly,
   ),
   // The client runs in browsers: only its own files, plus the dependency-free message and
@@ -119,15 +119,15 @@ export default defineConfig(
   restrictImports(
     ['src/client/**/*.ts'],
     {
-      regex: '^\\.\\./(?!engine\\.js$|errors\\.js$)',
-      message: 'longpoll-kit/client may import from outside src/client only ../engine.js and ../errors.js.',
+      regex: '^\\.\\./(?!engine\\.js$|errors\\.js$|limits\\.js$)',
+      message: 'longpoll-kit/client may import from outside src/client only ../engine.js, ../errors.js and ../limits.js.',
     },
     { regex: '^node:', message: browserOnly },
     { group: nodeOnly, message: browserOnly },
   ),
   {
     // What the client may import from the core must stay browser-safe too.
-    files: ['src/client/**/*.ts', 'src/engine.ts', 'src/errors.ts'],
+    files: ['src/client/**/*.ts', 'src/engine.ts', 'src/errors.ts', 'src/limits.ts'],
     rules: {
       'no-restricted-globals': [
         'error',

@@ -14,6 +14,7 @@ export type LongPollErrorCode =
   | 'forbidden'
   | 'not_found'
   | 'method_not_allowed'
+  | 'request_timeout'
   | 'cursor_expired'
   | 'payload_too_large'
   | 'unsupported_media_type'
@@ -44,6 +45,7 @@ export const errorStatus: Readonly<Record<LongPollErrorCode, number>> = Object.f
   forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
+  request_timeout: 408,
   cursor_expired: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,

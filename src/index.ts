@@ -4,17 +4,9 @@
  *
  * @packageDocumentation
  */
-export {
-  Broker,
-  type BrokerEvents,
-  type BrokerOptions,
-  type BrokerStats,
-  type Delivery,
-  type Eviction,
-  type PollOptions,
-  type PollResult,
-  type ReadOptions,
-} from './broker.js';
+export { Broker, type BrokerOptions, type BrokerStats } from './broker.js';
+export type { BrokerEvents, Delivery, Eviction } from './broker-events.js';
+export type { PollOptions, PollResult, ReadOptions } from './poll.js';
 export type {
   Batch,
   Cursor,

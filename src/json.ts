@@ -1,4 +1,5 @@
 import type { JsonValue } from './engine.js';
+import { LongPollError } from './errors.js';
 
 /**
  * Parses a stored payload into a deeply frozen value. Every subscriber of a channel receives the
@@ -84,23 +85,38 @@ function copyPlain(value: unknown, depth: number): JsonValue | typeof UNSURE {
   }
 }
 
-/** The JSON text of a poll result's messages, where the engine had it (see `Batch.json`). */
-const messagesJson = new WeakMap<object, string>();
-
 /**
- * Remembers `json`, the text of `result.messages`, for {@link jsonOf}.
+ * The payload every subscriber receives, deeply frozen, and its JSON text, which always is the
+ * serialisation of that frozen value. Plain data is copied by a walk and the copy serialised;
+ * anything else (a Date, a `toJSON`…) is serialised and parsed back.
  *
- * @internal The Broker records it; the HTTP layer reads it.
+ * @throws {@link LongPollError} `invalid_payload` when `data` is not JSON-serialisable
  */
-export function rememberJson(result: object, json: string): void {
-  messagesJson.set(result, json);
+export function payloadOf(data: unknown): { json: string; value: JsonValue } {
+  let value: JsonValue | undefined;
+  try {
+    value = frozenCopy(data);
+  } catch (error) {
+    // A getter that throws, a revoked Proxy: JSON.stringify would have thrown too.
+    throw notSerialisable((error as Error).message, error);
+  }
+  // On the slow path the text is made again from the parsed value, so that its keys come in the
+  // value's order (a Proxy may list them otherwise).
+  if (value === undefined) value = parseFrozen(serialise(data));
+  return { json: JSON.stringify(value), value };
 }
 
-/**
- * The JSON text of `result.messages`, when its engine provided one.
- *
- * @internal
- */
-export function jsonOf(result: object): string | undefined {
-  return messagesJson.get(result);
+function serialise(data: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(data);
+  } catch (error) {
+    throw notSerialisable((error as Error).message, error);
+  }
+  if (json === undefined) throw notSerialisable(typeof data);
+  return json;
+}
+
+function notSerialisable(why: string, cause?: unknown): LongPollError {
+  return new LongPollError('invalid_payload', `The payload is not JSON-serialisable: ${why}`, cause === undefined ? {} : { cause });
 }

@@ -2,6 +2,9 @@
 // Bun and workers do natively. Two details matter for long polling: the Request's signal must
 // abort when the client goes away (so its held poll and lease are freed at once), and the
 // socket's address goes in `info.remoteAddr` (the limiter's per-client key).
+//
+// "Goes away" is the socket's `close`: a response's own `close` fires only for the response at
+// the head of a pipelined queue, so pipelined requests would outlive their connection.
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 
@@ -12,11 +15,25 @@ export function serve(handler) {
   });
 }
 
+/** The abort controllers of each connection's requests that are not answered yet. */
+const pending = new WeakMap();
+
+function onSocketClose() {
+  for (const gone of pending.get(this) ?? []) gone.abort(new Error('The client went away'));
+  pending.delete(this);
+}
+
 async function answer(handler, req, res) {
   const gone = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) gone.abort(new Error('The client went away'));
-  });
+  const { socket } = req;
+  let open = pending.get(socket);
+  if (!open) {
+    open = new Set();
+    pending.set(socket, open);
+    socket.once('close', onSocketClose);
+  }
+  open.add(gone);
+  res.once('finish', () => open.delete(gone));
   let request;
   try {
     // Joined as text, so that a path such as `//host/x` stays a path.

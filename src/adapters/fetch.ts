@@ -14,7 +14,7 @@
  * @module longpoll-kit/fetch
  */
 import type { Broker } from '../index.js';
-import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
+import { createProtocol, type Exchange, type LongPollOptions, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -79,27 +79,64 @@ function targetOf(url: string): string {
  */
 export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {}): FetchLongPollHandler {
   const protocol = createProtocol(broker, options);
-  return async (request, info) => {
-    let response: PollResponse;
-    try {
-      response = await protocol.handle({
-        method: request.method,
-        url: targetOf(request.url),
-        header: (name) => request.headers.get(name) ?? undefined,
-        body: { chunks: chunksOf(request.body) },
-        signal: request.signal,
-        clientKey: info?.remoteAddr?.hostname,
-        raw: request,
-      });
-    } catch (error) {
-      response = protocol.failure(error);
+  return (request, info) =>
+    new Promise<Response>((resolve) => {
+      protocol.serve(
+        {
+          method: request.method,
+          url: targetOf(request.url),
+          header: (name) => request.headers.get(name) ?? undefined,
+          body: { chunks: chunksOf(request.body) },
+          signal: request.signal,
+          clientKey: info?.remoteAddr?.hostname,
+          raw: request,
+        },
+        new FetchAnswer(resolve),
+      );
+    });
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Turns the protocol's answer into a `Response`. A fetch runtime does not say when it has written
+ * a `Response`: the closest is the moment it takes the body, so an answer that holds a lease
+ * streams its bytes and ends the exchange when they are taken (or the body is cancelled). The
+ * request's signal ends it too when the client goes away first.
+ */
+class FetchAnswer implements ResponseSink {
+  #exchange: Exchange | undefined;
+
+  constructor(readonly resolve: (response: Response) => void) {}
+
+  bind(exchange: Exchange): void {
+    this.#exchange = exchange;
+  }
+
+  write(response: PollResponse): void {
+    const exchange = this.#exchange!;
+    const { status, headers, body } = response;
+    if (body === undefined || !exchange.lease) {
+      this.resolve(new Response(body ?? null, { status, headers }));
+      exchange.end();
+      return;
     }
-    // A fetch runtime does not say when it has written the Response; the body is a string
-    // already, so the lease is released as the Response is handed over.
-    try {
-      return new Response(response.body ?? null, { status: response.status, headers: response.headers });
-    } finally {
-      response.written();
-    }
-  };
+    const bytes = typeof body === 'string' ? utf8.encode(body) : body;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(bytes);
+        controller.close();
+        exchange.end();
+      },
+      cancel() {
+        exchange.end();
+      },
+    });
+    this.resolve(new Response(stream, { status, headers }));
+  }
+
+  abandon(): void {
+    // The client went away: the runtime discards whatever it gets.
+    this.resolve(Response.error());
+  }
 }

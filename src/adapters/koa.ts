@@ -16,7 +16,8 @@
  */
 import type { Context, Next } from 'koa';
 import type { Broker } from '../index.js';
-import { bodyChunks, createProtocol, disconnectSignal, socketTimeoutOf, type LongPollOptions, type PollResponse } from '../http/protocol.js';
+import { bodyChunks, socketTimeoutOf, track } from '../http/connection.js';
+import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -40,39 +41,36 @@ export type KoaLongPollMiddleware = (ctx: Context, next: Next) => Promise<void>;
  */
 export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {}): KoaLongPollMiddleware {
   const protocol = createProtocol(broker, options);
+  const { sendTimeout } = protocol.settings;
   return async (ctx, next) => {
     if (!protocol.owns(ctx.url)) {
       await next();
       return;
     }
     const { req, res } = ctx;
-    let response: PollResponse;
-    try {
-      const { body } = ctx.request as typeof ctx.request & { body?: unknown };
-      response = await protocol.handle({
-        method: ctx.method,
-        url: ctx.url,
-        header: (name) => ctx.get(name) || undefined,
-        body: body === undefined ? { chunks: bodyChunks(req) } : { parsed: body },
-        // The Node adapter's light signal: no AbortController and no closure per held poll.
-        signal: disconnectSignal(res),
-        clientKey: req.socket.remoteAddress,
-        raw: ctx,
-        // Koa runs on Node's http server: the same socket timeout can cut a held poll.
-        socketTimeout: socketTimeoutOf(req.socket),
-      });
-    } catch (error) {
-      response = protocol.failure(error);
-    }
-    // The lease is held until the answer is written (Koa writes it after the middleware chain),
-    // or until the client is gone.
-    if (res.writableFinished || res.destroyed) response.written();
-    else res.once('close', response.written);
-    if (ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
+    const { body } = ctx.request as typeof ctx.request & { body?: unknown };
+    // Koa writes the answer after the middleware chain: the exchange ends on the response's
+    // `finish` or the socket's `close`, as on the Node adapter, not when this function returns.
+    const response = await new Promise<PollResponse | undefined>((write) => {
+      protocol.serve(
+        {
+          method: ctx.method,
+          url: ctx.url,
+          header: (name) => ctx.get(name) || undefined,
+          body: body === undefined ? { chunks: bodyChunks(req) } : { parsed: body },
+          clientKey: req.socket.remoteAddress,
+          raw: ctx,
+          // Koa runs on Node's http server: the same socket timeout can cut a held poll.
+          socketTimeout: socketTimeoutOf(req.socket),
+        },
+        { write, bind: (exchange) => track(req, res, exchange, sendTimeout), abandon: () => write(undefined) },
+      );
+    });
+    if (!response || ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
     ctx.status = response.status;
     ctx.set(response.headers);
-    const { body } = response;
+    const { body: answer } = response;
     // Koa sends a Buffer as bytes (a plain Uint8Array it would serialise as JSON).
-    ctx.body = body === undefined ? null : typeof body === 'string' || Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    ctx.body = answer === undefined ? null : typeof answer === 'string' ? answer : Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength);
   };
 }

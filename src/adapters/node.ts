@@ -15,16 +15,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Broker } from '../index.js';
-import {
-  bodyChunks,
-  createProtocol,
-  disconnectSignal,
-  socketTimeoutOf,
-  type LongPollOptions,
-  type PollRequest,
-  type PollResponse,
-  type ResponseSink,
-} from '../http/protocol.js';
+import { bodyChunks, socketTimeoutOf, track } from '../http/connection.js';
+import { createProtocol, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -48,18 +40,16 @@ export type NodeLongPollHandler<Req extends IncomingMessage = IncomingMessage> =
 class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, ResponseSink {
   readonly method: string;
   readonly url: string;
-  readonly signal: AbortSignal;
   readonly socketTimeout: number | undefined;
 
   constructor(
     readonly raw: Req,
     readonly res: ServerResponse,
+    readonly sendTimeout: number,
   ) {
     this.method = raw.method ?? 'GET';
     this.url = raw.url ?? '/';
     this.socketTimeout = socketTimeoutOf(raw.socket);
-    // No AbortController per held poll: one small object and one shared `close` listener.
-    this.signal = disconnectSignal(res);
   }
 
   /** Read only when a limiter asks: Node allocates the peer address on first access. */
@@ -77,12 +67,16 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, 
     return body === undefined ? { chunks: bodyChunks(this.raw) } : { parsed: body };
   }
 
+  bind(exchange: Exchange): void {
+    track(this.raw, this.res, exchange, this.sendTimeout);
+  }
+
   write(response: PollResponse): void {
     writeResponse(this.res, response);
   }
 }
 
-/** Writes a {@link PollResponse}, unless the client is gone, and releases its lease. */
+/** Writes a {@link PollResponse}, unless the client is gone or someone else answered. */
 function writeResponse(res: ServerResponse, response: PollResponse): void {
   try {
     if (!res.headersSent && !res.destroyed) {
@@ -92,8 +86,6 @@ function writeResponse(res: ServerResponse, response: PollResponse): void {
   } catch {
     // Headers went out half-way, or the socket broke: nothing sensible can be written now.
     res.destroy();
-  } finally {
-    response.written();
   }
 }
 
@@ -101,6 +93,10 @@ function writeResponse(res: ServerResponse, response: PollResponse): void {
  * Mounts `broker` on Node's `http`: `GET {prefix}/{channel}` polls, and `POST` publishes when
  * `publish` is on. The handler never throws; anything unexpected is a 500 problem, written only
  * if headers were not sent yet.
+ *
+ * A request's lease and held poll last until its answer has been handed to the socket or the
+ * connection closes, pipelined requests included; an answer the client does not read for
+ * `sendTimeout` ms destroys the connection.
  *
  * A held poll must not be cut by the server's own socket timeout: when `server.timeout` is set
  * and shorter than `maxWait`, waits are clamped to answer up to a second before it (at most a
@@ -116,18 +112,13 @@ export function longPoll<T, Req extends IncomingMessage = IncomingMessage>(
   options: NodeLongPollOptions<Req> = {},
 ): NodeLongPollHandler<Req> {
   const protocol = createProtocol(broker, options);
+  const { sendTimeout } = protocol.settings;
   return (req, res, next) => {
     if (next && !protocol.owns(req.url ?? '/')) {
       next();
       return;
     }
-    let request: NodePollRequest<Req>;
-    try {
-      request = new NodePollRequest(req, res);
-    } catch (error) {
-      writeResponse(res, protocol.failure(error));
-      return;
-    }
+    const request = new NodePollRequest(req, res, sendTimeout);
     protocol.serve(request, request);
   };
 }

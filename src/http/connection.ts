@@ -1,8 +1,11 @@
 /**
- * What the adapters that run on Node's http server (node, express, koa) read from a connection,
- * written against the shapes they use rather than against `node:http`, so that `src/http/`
- * imports no framework and no Node module.
+ * The lifecycle of a request on Node's http server, which the node, express and koa adapters
+ * share: when the connection no longer needs a request (its answer handed to the socket, or the
+ * connection gone), when an unread answer has waited too long, and how a refused body is not
+ * read. It is written against the shapes it uses rather than against `node:http`, so that
+ * `src/http/` imports no framework and no Node module.
  */
+import type { Exchange } from './exchange.js';
 
 /** A request body as Node's `IncomingMessage` (a `Readable`) offers it. */
 export interface ReadableBody {
@@ -10,12 +13,34 @@ export interface ReadableBody {
   iterator(options: { destroyOnReturn: boolean }): AsyncIterator<unknown>;
 }
 
-/** A response whose `close` tells whether it was finished: Node's `ServerResponse`. */
-export interface ClosableResponse {
+/** What the lifecycle uses of Node's `net.Socket`. */
+export interface NodeSocket {
+  /** Whether the socket is destroyed. */
+  readonly destroyed: boolean;
+  /** Adds a listener. */
+  on(event: 'close' | 'drain', listener: (this: NodeSocket) => void): unknown;
+  /** Stops reading. */
+  pause(): unknown;
+  /** Destroys the socket. */
+  destroy(): unknown;
+}
+
+/** What the lifecycle uses of Node's `IncomingMessage`. */
+export interface NodeRequest {
+  /** The connection. */
+  readonly socket: NodeSocket;
+  /** Whether the whole request, body included, has arrived. */
+  readonly complete: boolean;
+}
+
+/** What the lifecycle uses of Node's `ServerResponse`. */
+export interface NodeResponse {
   /** Whether the whole response was handed to the socket. */
   readonly writableFinished: boolean;
-  /** Adds a `close` listener. */
-  on(event: 'close', listener: (this: ClosableResponse) => void): unknown;
+  /** A header set on the response. */
+  getHeader(name: string): unknown;
+  /** Adds a listener. */
+  on(event: 'finish' | 'prefinish', listener: (this: NodeResponse) => void): unknown;
 }
 
 /**
@@ -37,60 +62,115 @@ export function socketTimeoutOf(socket: object): number | undefined {
   return typeof timeout === 'number' ? timeout : undefined;
 }
 
+/** How long a client may keep a connection whose request body we refused to read. */
+const LINGER = 2_000;
+
 /**
- * The disconnect signal of one response: aborted when the response closes before it is
- * finished. It is not an EventTarget on purpose: a Node `AbortController` with one listener
- * costs about 1 KB of heap per held poll (measured by `npm run bench`), while this holds one
- * listener in one field. It implements what `Broker.poll` uses of an `AbortSignal`: `aborted`,
- * `reason`, `throwIfAborted()` and one `abort` listener (a function or an `EventListenerObject`).
+ * The requests of one connection (pipelined requests share it) that still hold something, and
+ * the answers written to it that the client has not taken yet.
  */
-class ResponseSignal {
-  aborted = false;
-  reason: unknown = undefined;
-  onabort: ((event: Event) => void) | null = null;
-  #listener: EventListenerOrEventListenerObject | undefined;
+class Connection {
+  readonly open = new Set<Exchange>();
+  /** Answers written but not yet finished. */
+  unsent = 0;
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  watching = false;
 
-  throwIfAborted(): void {
-    if (this.aborted) throw this.reason;
+  constructor(
+    readonly socket: NodeSocket,
+    readonly sendTimeout: number,
+  ) {}
+
+  /** An answer was written and waits for the client: start the clock if it is not running. */
+  waiting(): void {
+    this.unsent++;
+    if (!this.watching) {
+      this.watching = true;
+      this.socket.on('drain', onDrain);
+    }
+    if (!this.timer) {
+      this.timer = setTimeout(cut, this.sendTimeout, this.socket);
+      this.timer.unref?.();
+    }
   }
 
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'abort' && listener) this.#listener = listener;
-  }
-
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null): void {
-    if (type === 'abort' && this.#listener === listener) this.#listener = undefined;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    const listener = this.#listener;
-    this.#listener = undefined;
-    const event = new Event('abort');
-    if (typeof listener === 'function') listener.call(this, event);
-    else listener?.handleEvent(event);
-    this.onabort?.(event);
+  /** An answer that had waited was taken. */
+  sent(): void {
+    if (--this.unsent === 0) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
   }
 }
 
-/** Where a response keeps its signal, so that one shared `close` listener serves every response. */
-const signalOf = Symbol('longpoll-kit response signal');
-type SignalledResponse = ClosableResponse & { [signalOf]?: ResponseSignal };
+const connectionOf = Symbol('longpoll-kit connection');
+const stateOf = Symbol('longpoll-kit exchange');
+type TrackedSocket = NodeSocket & { [connectionOf]?: Connection };
+type TrackedResponse = NodeResponse & { [stateOf]?: { exchange: Exchange; connection: Connection; request: NodeRequest; unsent: boolean } };
 
-function onResponseClose(this: SignalledResponse): void {
-  if (!this.writableFinished) this[signalOf]?.abort(new Error('The client went away'));
+function cut(socket: NodeSocket): void {
+  socket.destroy();
+}
+
+function onDrain(this: NodeSocket): void {
+  // Progress: the client is reading, so the clock starts again.
+  (this as TrackedSocket)[connectionOf]?.timer?.refresh();
+}
+
+function onSocketClose(this: NodeSocket): void {
+  const connection = (this as TrackedSocket)[connectionOf];
+  if (!connection) return;
+  clearTimeout(connection.timer);
+  for (const exchange of connection.open) exchange.end();
+  connection.open.clear();
+}
+
+/** `res.end()` was called: if the socket did not take the whole answer at once, watch it. */
+function onPrefinish(this: NodeResponse): void {
+  const state = (this as TrackedResponse)[stateOf];
+  if (!state || this.writableFinished) return;
+  state.unsent = true;
+  state.connection.waiting();
+}
+
+function onFinish(this: NodeResponse): void {
+  const state = (this as TrackedResponse)[stateOf];
+  if (!state) return;
+  (this as TrackedResponse)[stateOf] = undefined;
+  const { exchange, connection, request } = state;
+  if (state.unsent) connection.sent();
+  connection.open.delete(exchange);
+  exchange.end();
+  // A refused body left unread: let the client read the answer, but read no more of the body
+  // (Node would read and discard it to its end), and close the connection soon in any case.
+  if (!request.complete && String(this.getHeader('connection')).toLowerCase() === 'close') {
+    const { socket } = request;
+    setImmediate(() => socket.pause());
+    setTimeout(cut, LINGER, socket).unref?.();
+  }
 }
 
 /**
- * The signal that aborts when `response` closes before it is finished (the client went away):
- * one small object and one shared listener per response, no closure.
+ * Ties `exchange` to the real lifetime of its connection: it ends when its answer has been
+ * handed to the socket (`finish`) or when the socket closes, whichever comes first, so pipelined
+ * requests behind a closed connection are freed at once. An answer the client does not read
+ * within `sendTimeout` ms of no progress destroys the socket.
  */
-export function disconnectSignal(response: ClosableResponse): AbortSignal {
-  const signal = new ResponseSignal();
-  (response as SignalledResponse)[signalOf] = signal;
-  response.on('close', onResponseClose);
-  // What the broker uses of an AbortSignal (see ResponseSignal), at a fraction of its memory.
-  return signal as unknown as AbortSignal;
+export function track(request: NodeRequest, response: NodeResponse, exchange: Exchange, sendTimeout: number): void {
+  const socket = request.socket as TrackedSocket;
+  if (socket.destroyed) {
+    exchange.end();
+    return;
+  }
+  let connection = socket[connectionOf];
+  if (!connection) {
+    connection = new Connection(socket, sendTimeout);
+    socket[connectionOf] = connection;
+    socket.on('close', onSocketClose);
+  }
+  if (exchange.ended) return;
+  connection.open.add(exchange);
+  (response as TrackedResponse)[stateOf] = { exchange, connection, request, unsent: false };
+  response.on('prefinish', onPrefinish);
+  response.on('finish', onFinish);
 }

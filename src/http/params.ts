@@ -1,4 +1,5 @@
 import { LongPollError, type LongPollErrorCode } from '../index.js';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../limits.js';
 
 /** What a GET asks for, once its query and headers are validated. */
 export interface PollParams {
@@ -18,7 +19,6 @@ export interface PollParams {
 
 const SECONDS = /^\d+(\.\d+)?$/;
 const INTEGER = /^\d+$/;
-const MAX_LIMIT = 1000;
 /** Longer than any cursor an engine issues; a longer one is not ours. */
 const MAX_CURSOR = 512;
 
@@ -77,10 +77,10 @@ export function parsePollParams(
   wait ??= fromPrefer ?? defaults.defaultWait;
 
   const rawLimit = single(query, 'limit', 'invalid_limit');
-  let limit = 100;
+  let limit = DEFAULT_LIMIT;
   if (rawLimit !== undefined) {
     limit = INTEGER.test(rawLimit) ? Number(rawLimit) : 0;
-    if (limit < 1) throw new LongPollError('invalid_limit', 'limit must be a whole number from 1 to 1000');
+    if (limit < 1) throw new LongPollError('invalid_limit', `limit must be a whole number from 1 to ${MAX_LIMIT}`);
   }
 
   return {

@@ -1,0 +1,131 @@
+import { LongPollError, type Lease } from '../index.js';
+import { PollTicket, type Answer } from '../poll.js';
+import { pollResponse, problemResponse, type PollResponse } from './answer.js';
+import type { RequestBody } from './body.js';
+
+/** A request as an adapter hands it to the protocol. */
+export interface PollRequest<Req> {
+  /** The HTTP method, upper case. */
+  readonly method: string;
+  /** The path and query as received, e.g. `/channels/room:1?cursor=abc`. */
+  readonly url: string;
+  /** A request header by lower-case name. */
+  header(name: string): string | undefined;
+  /**
+   * The body: raw chunks, or a value middleware already parsed, which is used as is when the
+   * Content-Type is JSON (else 415) and the request has a body (else 400: a parser's `{}` for
+   * nothing).
+   */
+  readonly body: RequestBody;
+  /**
+   * Where the runtime has one (the fetch `Request`'s): aborts when the client goes away, and
+   * ends the exchange as {@link Exchange.end} does.
+   */
+  readonly signal?: AbortSignal;
+  /** The client key to use when no `clientKey` option is given. */
+  readonly clientKey: string | undefined;
+  /** The framework's own request, handed to `authorize` and `clientKey`. */
+  readonly raw: Req;
+  /**
+   * The transport's own idle timeout on the connection, in milliseconds (Node's
+   * `server.timeout`); `0` or absent for none. When it is shorter than the wait, the protocol
+   * answers a little before it, so that a held poll is answered rather than cut, and warns once
+   * (`LONGPOLL_SERVER_TIMEOUT`).
+   */
+  readonly socketTimeout?: number;
+}
+
+/** Where an {@link Exchange} writes its answer. */
+export interface ResponseSink {
+  /** Writes the answer; called at most once per request, never after the exchange ended. */
+  write(response: PollResponse): void;
+  /**
+   * Called once with the exchange the sink serves, before anything is written: where an adapter
+   * ties the exchange to its connection (see `Exchange.end`).
+   */
+  bind?(exchange: Exchange): void;
+  /** Called when the exchange ends before anything was written: nothing ever will be. */
+  abandon?(): void;
+}
+
+/** Why a poll of a connection that went away ends. */
+const gone = new LongPollError('internal', 'The client went away');
+
+/**
+ * One request from acceptance to the end of its connection's need for it. It holds what the
+ * request acquired (the lease, the broker's held poll) and gives it all back in {@link end},
+ * which the adapter calls when the answer has been handed to the socket (`finish`) or the
+ * connection is gone, whichever comes first; a fetch runtime, when its signal aborts or the
+ * answer's body has been taken.
+ */
+export class Exchange extends PollTicket<unknown> implements EventListenerObject {
+  /** The lease of an accepted poll, held until {@link end}. */
+  lease: Lease | undefined = undefined;
+  /** `Preference-Applied`, when the request asked `Prefer: wait`. */
+  applied: string | undefined = undefined;
+  #sink: ResponseSink | undefined;
+  #ended = false;
+
+  constructor(
+    sink: ResponseSink,
+    readonly timeoutStatus: 200 | 204 | 304,
+    readonly signal: AbortSignal | undefined,
+  ) {
+    super();
+    this.#sink = sink;
+    sink.bind?.(this);
+    if (!signal) return;
+    if (signal.aborted) this.end();
+    else signal.addEventListener('abort', this);
+  }
+
+  /** Whether the connection no longer needs the exchange: nothing more is acquired for it. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** {@inheritDoc PollTicket.resolve} */
+  resolve(answer: Answer<unknown>): void {
+    let response: PollResponse;
+    try {
+      response = pollResponse(answer, this.applied, this.timeoutStatus);
+    } catch (error) {
+      response = problemResponse(error);
+    }
+    this.write(response);
+  }
+
+  /** {@inheritDoc PollTicket.reject} */
+  reject(error: unknown): void {
+    this.write(problemResponse(error));
+  }
+
+  /** Writes the answer, once; nothing after the exchange ended. */
+  write(response: PollResponse): void {
+    const sink = this.#sink;
+    if (!sink) return;
+    this.#sink = undefined;
+    sink.write(response);
+  }
+
+  /**
+   * The connection needs nothing more of this request: its answer was handed to the socket, or the
+   * connection is gone. Forgets a held poll at once and releases the lease. Idempotent.
+   */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const sink = this.#sink;
+    this.#sink = undefined;
+    sink?.abandon?.();
+    this.signal?.removeEventListener('abort', this);
+    this.cancel(gone);
+    this.lease?.release();
+    this.lease = undefined;
+  }
+
+  /** The request's signal aborted. */
+  handleEvent(): void {
+    this.end();
+  }
+}

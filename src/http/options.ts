@@ -1,0 +1,162 @@
+import { LongPollError, type ConnectionLimiter } from '../index.js';
+import { DEFAULT_WAIT } from '../limits.js';
+
+/** What `authorize` is asked about. */
+export interface Access {
+  /** The channel, decoded and validated. */
+  readonly channel: string;
+  /** A GET is a `poll`; a POST a `publish`. */
+  readonly action: 'poll' | 'publish';
+}
+
+/**
+ * Options of every adapter's `longPoll(broker, options)`. Durations are milliseconds.
+ *
+ * @typeParam Req - the framework's own request: Node's `IncomingMessage`, Koa's context, or the
+ *   fetch `Request`
+ */
+export interface LongPollOptions<Req> {
+  /**
+   * The path the channels live under: `GET {prefix}/{channel}`. Express strips its mount path
+   * before the middleware sees the URL, so there it is usually left empty.
+   * @default ''
+   */
+  prefix?: string;
+  /**
+   * Caps on held polls, and (with its `rate` option) on requests per client. Without one,
+   * nothing is limited.
+   */
+  limiter?: ConnectionLimiter;
+  /**
+   * The key the limiter counts a request under. The default is the socket's remote address (the
+   * fetch adapter: `info.remoteAddr.hostname` when the runtime passes it, else no key, so only
+   * the per-channel and total caps apply). It gets the adapter's own request, so reading a
+   * header differs per adapter: Node and Express `req.headers['x-real-ip']`, Koa
+   * `ctx.get('x-real-ip')`, fetch `request.headers.get('x-real-ip')`.
+   *
+   * Behind a proxy, take the address the proxy itself saw: a header the proxy sets
+   * (`X-Real-IP`), or the last entry of `X-Forwarded-For` (the one your proxy appended). Never
+   * the first entry: the client writes it, so it could pose as anyone, or lock a victim's
+   * address out.
+   * @example
+   * ```ts
+   * // Node or Express behind one proxy that appends to X-Forwarded-For:
+   * clientKey: (req) => req.headers['x-forwarded-for']?.toString().split(',').at(-1)?.trim()
+   * ```
+   */
+  clientKey?: (request: Req) => string | undefined;
+  /**
+   * Decides whether the request may poll or publish on the channel: `true` allows, `false`
+   * answers 403; throwing a {@link LongPollError} with code `unauthorized` answers 401.
+   * Runs after the channel is validated and before the query or body is read. It has
+   * `authorizeTimeout` to settle.
+   * @example
+   * ```ts
+   * authorize: (req, { channel, action }) => action === 'poll' || isAdmin(req)
+   * ```
+   */
+  authorize?: (request: Req, access: Access) => boolean | Promise<boolean>;
+  /**
+   * How long `authorize` may take; past it the request gets `503 unavailable` with
+   * `Retry-After`, and whatever `authorize` settles to later is ignored.
+   * @default 5_000
+   */
+  authorizeTimeout?: number;
+  /**
+   * Whether `POST {prefix}/{channel}` publishes its JSON body. The body is not checked against
+   * the broker's payload type: check it in `authorize` or publish from your own route.
+   * @default false
+   */
+  publish?: boolean;
+  /**
+   * The largest publish body accepted, in bytes; a larger one is a 413, and the connection is
+   * closed rather than read to its end.
+   * @default 65_536
+   */
+  maxBodyBytes?: number;
+  /**
+   * How long a publish body may take to arrive, from the start of reading it; past it the request
+   * gets `408 request_timeout` and the connection is closed.
+   * @default 10_000
+   */
+  bodyTimeout?: number;
+  /**
+   * How long an answer may wait for the client to read it (no write progress on the socket) before
+   * the socket is destroyed and everything it held (leases, pipelined polls) released. A client
+   * that keeps reading is never cut. Node-based adapters only: a fetch runtime writes the
+   * `Response` itself.
+   * @default 30_000
+   */
+  sendTimeout?: number;
+  /**
+   * The status of a poll that timed out: 200 with `{ messages: [], cursor, timedOut: true }`,
+   * or 204 / 304 with no body for clients that expect those. The cursor is in the
+   * `Longpoll-Cursor` header either way.
+   * @default 200
+   */
+  timeoutStatus?: 200 | 204 | 304;
+  /**
+   * Which channel names are accepted.
+   * @default /^[A-Za-z0-9_.:-]{1,200}$/
+   */
+  channelPattern?: RegExp;
+  /**
+   * The wait of a poll that asks for none, in milliseconds.
+   * @default 25_000
+   */
+  defaultWait?: number;
+  /**
+   * The longest wait granted, in milliseconds; longer ones are clamped. Keep it below your
+   * proxies' read timeouts (nginx: 60 s by default). On Node's http server (the node, express
+   * and koa adapters) waits are also clamped below `server.timeout` when one is set.
+   * @default 55_000
+   */
+  maxWait?: number;
+}
+
+/** {@link LongPollOptions} with every default applied and every value checked. */
+export type Settings<Req> = Required<Omit<LongPollOptions<Req>, 'limiter' | 'clientKey' | 'authorize'>> &
+  Pick<LongPollOptions<Req>, 'limiter' | 'clientKey' | 'authorize'>;
+
+const DEFAULT_CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+function check(valid: boolean, name: string, value: unknown): void {
+  if (!valid) throw new LongPollError('invalid_option', `longPoll option ${name} is invalid: ${String(value)}`);
+}
+
+/** A positive number of milliseconds that a timer can hold. */
+function isTimeout(value: unknown): boolean {
+  return typeof value === 'number' && value > 0 && value <= 2_147_483_647;
+}
+
+/**
+ * The options with their defaults, checked once when an adapter is made.
+ *
+ * @throws {@link LongPollError} `invalid_option`
+ */
+export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Req> {
+  const settings: Settings<Req> = {
+    prefix: '',
+    publish: false,
+    maxBodyBytes: 65_536,
+    bodyTimeout: 10_000,
+    authorizeTimeout: 5_000,
+    sendTimeout: 30_000,
+    timeoutStatus: 200,
+    channelPattern: DEFAULT_CHANNEL,
+    defaultWait: DEFAULT_WAIT,
+    maxWait: 55_000,
+    ...Object.fromEntries(Object.entries(options ?? {}).filter(([, value]) => value !== undefined)),
+  };
+  const { prefix, maxBodyBytes, timeoutStatus, channelPattern, maxWait, defaultWait } = settings;
+  check(typeof prefix === 'string' && (prefix === '' || (prefix.startsWith('/') && !prefix.endsWith('/'))), 'prefix', prefix);
+  check(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 0, 'maxBodyBytes', maxBodyBytes);
+  check(timeoutStatus === 200 || timeoutStatus === 204 || timeoutStatus === 304, 'timeoutStatus', timeoutStatus);
+  check(channelPattern instanceof RegExp, 'channelPattern', channelPattern);
+  check(Number.isFinite(maxWait) && maxWait >= 0, 'maxWait', maxWait);
+  check(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
+  for (const name of ['bodyTimeout', 'authorizeTimeout', 'sendTimeout'] as const) {
+    check(isTimeout(settings[name]), name, settings[name]);
+  }
+  return settings;
+}

@@ -1,0 +1,137 @@
+import type { Cursor, JsonValue, Message } from './engine.js';
+
+/** Options of {@link Broker.read}. */
+export interface ReadOptions {
+  /** Read after this cursor; without one, read everything retained. */
+  cursor?: Cursor;
+  /**
+   * The most messages to return; values above 1000 are clamped to 1000.
+   * @default 100
+   */
+  limit?: number;
+}
+
+/** Options of {@link Broker.poll}. */
+export interface PollOptions extends ReadOptions {
+  /**
+   * How long to hold the poll when nothing is new, in milliseconds. `0` answers at once;
+   * `Infinity` waits until a message, an abort or `close()`. The core has no maximum; the HTTP
+   * adapters clamp.
+   * @default 25_000
+   */
+  wait?: number;
+  /** Aborting it rejects the poll with `signal.reason` and forgets the waiter at once. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What {@link Broker.poll} and {@link Broker.read} resolve to. Polls woken by one publish with
+ * equal cursors receive the very same frozen object.
+ */
+export interface PollResult<T = JsonValue> {
+  /** Messages after the cursor, oldest first, at most `limit`. */
+  readonly messages: readonly Message<T>[];
+  /** Pass it to the next poll: it continues just after the last message returned. */
+  readonly cursor: Cursor;
+  /** `true` when the wait ran out with nothing new; always `false` from `read`. */
+  readonly timedOut: boolean;
+}
+
+/*
+ * Everything below is the seam between the broker and the HTTP layer. It is internal: the
+ * package's entry points do not export it, and `Broker[startPoll]` is keyed by a symbol that
+ * only this file declares.
+ */
+
+/**
+ * The broker's entry point for a poll that answers a {@link PollTicket} instead of a promise.
+ * `Broker.poll` goes through it too, so there is one path whatever a subclass overrides.
+ *
+ * @internal
+ */
+export const startPoll: unique symbol = Symbol('longpoll-kit.startPoll');
+
+const utf8 = new TextEncoder();
+
+/**
+ * A poll's result as the broker hands it over, carrying what the HTTP layer writes: the JSON
+ * text of the result and its UTF-8 bytes, each made at most once however many polls the answer
+ * goes to (a fanout answers thousands of polls with one `Answer`).
+ *
+ * @internal
+ */
+export class Answer<T = JsonValue> {
+  #text: string | undefined;
+  #bytes: Uint8Array<ArrayBuffer> | undefined;
+
+  /**
+   * @param result - the frozen result
+   * @param messagesJson - `JSON.stringify(result.messages)`, when the engine kept the text of
+   *   the messages (`Batch.json`), so that no answer serialises a payload again
+   */
+  constructor(
+    readonly result: PollResult<T>,
+    readonly messagesJson: string | undefined,
+  ) {}
+
+  /** `JSON.stringify(result)`, assembled from the engine's text when there is one. */
+  get text(): string {
+    if (this.#text === undefined) {
+      const { result, messagesJson } = this;
+      this.#text =
+        messagesJson === undefined
+          ? JSON.stringify(result)
+          : `{"messages":${messagesJson},"cursor":${JSON.stringify(result.cursor)},"timedOut":${result.timedOut}}`;
+    }
+    return this.#text;
+  }
+
+  /** {@link text} as UTF-8. */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    this.#bytes ??= utf8.encode(this.text);
+    return this.#bytes;
+  }
+}
+
+/** A frozen timeout result and its answer. */
+export function timedOut<T>(cursor: Cursor): Answer<T> {
+  return new Answer<T>(Object.freeze({ messages: [], cursor, timedOut: true }), '[]');
+}
+
+/** What a {@link PollTicket} can cancel once the broker holds its poll. @internal */
+export interface HeldPoll {
+  /** Forgets the held poll and rejects its ticket with `reason`; nothing if already answered. */
+  fail(reason: unknown): void;
+}
+
+/**
+ * Who gets one poll's answer: the promise of `Broker.poll`, or an HTTP exchange. The broker calls
+ * exactly one of `resolve` and `reject`, once; neither may throw. Whoever owns the ticket calls
+ * {@link cancel} when the answer is no longer wanted (an abort signal, a closed connection).
+ *
+ * @internal
+ */
+export abstract class PollTicket<T = JsonValue> {
+  /** The broker's held poll, while it holds one. */
+  held: HeldPoll | undefined = undefined;
+  /** Set by {@link cancel}: the broker checks it after every read, before it holds the poll. */
+  cancelled: { readonly reason: unknown } | undefined = undefined;
+
+  /** The poll's answer. */
+  abstract resolve(answer: Answer<T>): void;
+
+  /** Why the poll failed. */
+  abstract reject(error: unknown): void;
+
+  /** Throws the reason it was cancelled for, if it was. */
+  throwIfCancelled(): void {
+    if (this.cancelled) throw this.cancelled.reason;
+  }
+
+  /** The answer is no longer wanted: a held poll is forgotten at once and rejected with `reason`. */
+  cancel(reason: unknown): void {
+    if (this.cancelled) return;
+    this.cancelled = { reason };
+    this.held?.fail(reason);
+  }
+}

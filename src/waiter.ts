@@ -1,0 +1,106 @@
+import type { Cursor } from './engine.js';
+import { DEFAULT_LIMIT } from './limits.js';
+import type { HeldPoll, PollTicket } from './poll.js';
+
+/** The channels of one broker and the number of polls it holds, shared with its waiters. */
+export interface Registry<T> {
+  readonly channels: Map<string, ChannelState<T>>;
+  held: number;
+}
+
+/** What a broker keeps per channel while the channel has waiters or polls reading. */
+export interface ChannelState<T> {
+  readonly channel: string;
+  readonly waiters: Set<Waiter<T>>;
+  /** Bumped by every notification: a poll that read before a bump reads again. */
+  version: number;
+  /** Polls between their first read and their registration as waiters. */
+  reading: number;
+  /** Whether a drain is answering this channel's waiters. */
+  draining: boolean;
+  /** A notification came while the drain was running: it reads once more. */
+  dirty: boolean;
+}
+
+/** Whether nothing needs a channel's state any more. */
+export function isIdle<T>(state: ChannelState<T>): boolean {
+  return state.waiters.size === 0 && state.reading === 0 && !state.draining;
+}
+
+/**
+ * A held poll: where it waits, its timer, and the ticket its answer goes to. The ticket points
+ * back at it (`ticket.held`) so that a closed connection or an aborted signal forgets it at once.
+ */
+export class Waiter<T> implements HeldPoll {
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly cursor: Cursor,
+    readonly limit: number,
+    readonly state: ChannelState<T>,
+    readonly registry: Registry<T>,
+    readonly ticket: PollTicket<T>,
+  ) {
+    state.waiters.add(this);
+    registry.held++;
+    ticket.held = this;
+  }
+
+  /**
+   * Takes the waiter off its channel, so that nothing else answers it; false if something already
+   * did. Its timer stays until {@link release}: if it fires meanwhile, it finds the waiter taken.
+   */
+  take(): boolean {
+    const { state, registry } = this;
+    if (!state.waiters.delete(this)) return false;
+    registry.held--;
+    this.ticket.held = undefined;
+    if (isIdle(state)) registry.channels.delete(state.channel);
+    return true;
+  }
+
+  /** Clears the timer of a taken waiter. */
+  release(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** Takes and releases the waiter; false if it was already answered. */
+  detach(): boolean {
+    if (!this.take()) return false;
+    this.release();
+    return true;
+  }
+
+  /** {@inheritDoc HeldPoll.fail} */
+  fail(reason: unknown): void {
+    if (this.detach()) this.ticket.reject(reason);
+  }
+}
+
+/** Releases the timers of answered waiters (see `Broker`'s drain). */
+export function releaseAll<T>(waiters: readonly Waiter<T>[]): void {
+  for (const waiter of waiters) waiter.release();
+}
+
+/** Waiters with the same cursor and limit, which one read answers. */
+export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
+  // Usually all of them wait at the head of the channel: one group, and no map to make.
+  let first: Waiter<T> | undefined;
+  let same = true;
+  for (const waiter of waiters) {
+    first ??= waiter;
+    if (waiter.cursor !== first.cursor || waiter.limit !== first.limit) {
+      same = false;
+      break;
+    }
+  }
+  if (same) return [[...waiters]];
+  const groups = new Map<string, Waiter<T>[]>();
+  for (const waiter of waiters) {
+    const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;
+    const group = groups.get(key);
+    if (group) group.push(waiter);
+    else groups.set(key, [waiter]);
+  }
+  return groups.values();
+}
