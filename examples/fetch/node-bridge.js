@@ -56,7 +56,8 @@ async function answer(handler, req, res) {
   }
   try {
     const response = await handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } });
-    if (res.destroyed) {
+    // `Response.error()`: the handler saw the client go away.
+    if (res.destroyed || response.type === 'error') {
       await response.body?.cancel();
       return;
     }

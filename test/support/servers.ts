@@ -30,16 +30,30 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** The abort controllers of each connection's unanswered requests (see fetchBridge). */
+const unanswered = new WeakMap<object, Set<AbortController>>();
+
+function abortUnanswered(this: object): void {
+  for (const controller of unanswered.get(this) ?? []) controller.abort();
+  unanswered.delete(this);
+}
+
 /**
- * A minimal Node → fetch bridge, as a user would write one: the Request's signal aborts when the
- * client goes away, and the socket's address is passed as `info.remoteAddr`.
+ * A minimal Node → fetch bridge, as a runtime does it: the Request's signal aborts when the
+ * client's connection closes (every pipelined request on it included), and the socket's address
+ * is passed as `info.remoteAddr`.
  */
 export function fetchBridge(handler: FetchLongPollHandler) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const controller = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
+    let open = unanswered.get(req.socket);
+    if (!open) {
+      open = new Set();
+      unanswered.set(req.socket, open);
+      req.socket.once('close', abortUnanswered);
+    }
+    open.add(controller);
+    res.once('finish', () => open.delete(controller));
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
@@ -53,7 +67,8 @@ export function fetchBridge(handler: FetchLongPollHandler) {
       ...(hasBody ? { duplex: 'half' } : {}),
     } as RequestInit);
     void handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } }).then(async (response) => {
-      if (res.destroyed) return;
+      // A network error: the handler saw the client go away.
+      if (res.destroyed || response.type === 'error') return;
       res.writeHead(response.status, Object.fromEntries(response.headers));
       res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
     });

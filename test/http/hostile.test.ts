@@ -1,0 +1,202 @@
+/**
+ * Hostile clients against every adapter, on real sockets: pipelined polls on a connection that
+ * goes away, clients that never read their answers, bodies that trickle or are refused, hooks
+ * that hang, listeners that throw, hot loops. Each resource a request takes must be given back
+ * when its connection needs it no more, and each wait must end by itself.
+ */
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Broker, ConnectionLimiter } from '../../src/index.js';
+import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
+import { eventually, expectProblem, hold, send, until } from './requests.js';
+
+/** A raw connection to the server, for what an HTTP client library would not do. */
+async function rawSocket(server: TestServer): Promise<Socket> {
+  const { port } = new URL(server.origin);
+  const socket = connect(Number(port), '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/** Reads the socket until it closes, resolving with what it received; rejects after `within` ms. */
+function closed(socket: Socket, within: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.resume(); // a 'data' listener alone does not resume a socket paused on purpose
+  socket.on('error', () => {});
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the socket was still open after ${within} ms`)), within);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
+function get(path: string): string {
+  return `GET ${PREFIX}/${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+}
+
+describe.each(ADAPTERS)('hostile clients, %s adapter', (adapter) => {
+  let broker: Broker<unknown>;
+  let server: TestServer | undefined;
+  const sockets: Socket[] = [];
+
+  async function start(options: AnyOptions = {}): Promise<TestServer> {
+    broker = new Broker<unknown>();
+    server = await startServer(adapter, broker, options);
+    return server;
+  }
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.destroy();
+    await server?.close();
+    server = undefined;
+    await broker?.close();
+  });
+
+  it('frees every pipelined held poll and its lease as soon as the connection closes', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 1000 });
+    const server = await start({ limiter });
+    const socket = await rawSocket(server);
+    sockets.push(socket);
+    socket.write(Array.from({ length: 50 }, () => get('room?wait=30')).join(''));
+    await until(() => broker.stats().waiters === 50 && limiter.stats().total === 50, '50 pipelined polls are held');
+    socket.destroy();
+    expect(await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0, 500)).toBe(true);
+  });
+
+  it('answers 408 and closes the connection when a publish body trickles past bodyTimeout', async () => {
+    const server = await start({ publish: true, bodyTimeout: 300 });
+    const socket = await rawSocket(server);
+    sockets.push(socket);
+    const started = performance.now();
+    socket.write(`POST ${PREFIX}/room HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":`);
+    const received = await closed(socket, 3_000);
+    expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    expect(received.toLowerCase()).toContain('connection: close');
+    expect(received).toContain('"code":"request_timeout"');
+    expect(performance.now() - started).toBeLessThan(2_500);
+    expect(broker.stats().messages).toBe(0);
+  });
+
+  it('answers 503 with Retry-After to every request whose authorize never settles, holding nothing', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 1000 });
+    const server = await start({ limiter, authorize: () => new Promise<boolean>(() => {}), authorizeTimeout: 200 });
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => send(server.url(`c${i % 5}`, 'wait=20'), { timeout: 3_000 })));
+    for (const answer of answers) {
+      expectProblem(answer, 503, 'unavailable');
+      expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+    expect(broker.stats().waiters).toBe(0);
+    expect(limiter.stats().total).toBe(0);
+  });
+
+  it('still answers 429 when a limit listener throws', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 1 });
+    limiter.on('limit', () => {
+      throw new Error('metrics broke');
+    });
+    const errors: Error[] = [];
+    limiter.on('error', (error) => errors.push(error));
+    const server = await start({ limiter });
+    const first = hold(server.url('room', 'wait=5'));
+    await until(() => limiter.stats().total === 1, 'the first poll holds its lease');
+    expectProblem(await send(server.url('room', 'wait=0')), 429, 'limit_exceeded');
+    expect(errors.map((error) => error.message)).toEqual(['metrics broke']);
+    first.destroy();
+    await first.answer;
+  });
+
+  it('charges every request under the prefix to its client: a hot loop gets 429 limit rate with Retry-After', async () => {
+    const limiter = new ConnectionLimiter({ rate: { requests: 10, per: 60_000 } });
+    const server = await start({ limiter });
+    const statuses: number[] = [];
+    // Polls, bad queries and bad cursors all count.
+    const queries = ['wait=0', 'wait=x', 'cursor=garbage&wait=0'];
+    for (let i = 0; i < 15; i++) statuses.push((await send(server.url('room', queries[i % 3]))).status);
+    expect(statuses.slice(0, 10)).not.toContain(429);
+    expect(statuses.slice(10)).toEqual([429, 429, 429, 429, 429]);
+    const refused = await send(server.url('room', 'wait=0'));
+    const body = expectProblem(refused, 429, 'limit_exceeded');
+    expect(body.limit).toBe('rate');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  });
+
+  it('frees the waiter of a subclass that listens to the abort signal itself', async () => {
+    class Listening extends Broker<unknown> {
+      override poll(channel: string, options?: Parameters<Broker<unknown>['poll']>[1]) {
+        const polled = super.poll(channel, options);
+        options?.signal?.addEventListener('abort', () => {});
+        return polled;
+      }
+    }
+    const listening = new Listening();
+    broker = listening;
+    server = await startServer(adapter, listening, {});
+    const held = hold(server.url('room', 'wait=20'));
+    await until(() => listening.stats().waiters === 1, 'the poll is held');
+    held.destroy();
+    await held.answer;
+    expect(await eventually(() => listening.stats().waiters === 0, 500)).toBe(true);
+  });
+
+  // A fetch runtime writes the Response itself: the lease ends when it takes the body, and the
+  // socket is the runtime's to time out.
+  if (adapter === 'fetch') return;
+
+  it('keeps the lease of an answer the client does not read, then cuts the connection after sendTimeout', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 3 });
+    const server = await start({ limiter, sendTimeout: 600 });
+    // 1,000 messages of 30 KB: an answer of 30 MB, more than the kernel's socket buffers hold.
+    const text = 'x'.repeat(30_000);
+    for (let i = 0; i < 1000; i++) await broker.publish('big', { i, text });
+    const clients: Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const socket = await rawSocket(server);
+      sockets.push(socket);
+      clients.push(socket);
+      socket.pause(); // a client that never reads
+      socket.write(get('big?wait=0&limit=1000'));
+    }
+    await until(() => limiter.stats().total === 3, 'three answers are being written');
+    // The answers have not left: the client's cap is still taken.
+    expectProblem(await send(server.url('big', 'wait=0&limit=1')), 429, 'limit_exceeded');
+    // 600 ms without progress: the server gives up on them.
+    expect(await eventually(() => limiter.stats().total === 0, 3_000)).toBe(true);
+    // A paused socket notices nothing: once it reads, it finds the connection closed.
+    await Promise.all(clients.map((socket) => closed(socket, 3_000)));
+    expect((await send(server.url('big', 'wait=0&limit=1'))).status).toBe(200);
+  });
+
+  it('closes the connection instead of reading a refused body to its end', async () => {
+    const server = await start({ publish: false });
+    const socket = await rawSocket(server);
+    sockets.push(socket);
+    const done = closed(socket, 8_000);
+    socket.write(`POST ${PREFIX}/room HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n`);
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    let sent = 0;
+    let open = true;
+    socket.once('close', () => (open = false));
+    // Up to 256 MiB, as fast as the server takes it.
+    while (open && sent < 256 << 20) {
+      const more = socket.write(chunk);
+      sent += chunk.length;
+      if (!more) {
+        await Promise.race([
+          new Promise((resolve) => socket.once('drain', resolve)),
+          new Promise((resolve) => socket.once('close', resolve)),
+          new Promise((resolve) => setTimeout(resolve, 3_000)),
+        ]);
+      }
+    }
+    const received = await done;
+    expect(received).toMatch(/^HTTP\/1\.1 405 /);
+    expect(received.toLowerCase()).toContain('connection: close');
+    expect(sent).toBeLessThan(64 << 20);
+  });
+});
