@@ -22,8 +22,11 @@ export type LongPollErrorCode =
   | 'unavailable'
   | 'internal';
 
-/** Which cap of a {@link ConnectionLimiter} refused a lease. */
-export type LimitKind = 'client' | 'channel' | 'total';
+/**
+ * Which cap of a {@link ConnectionLimiter} refused: a lease (`client`, `channel`, `total`) or a
+ * request over its client's `rate`.
+ */
+export type LimitKind = 'client' | 'channel' | 'total' | 'rate';
 
 /**
  * The HTTP status of every {@link LongPollErrorCode}. `invalid_option` is a programming error

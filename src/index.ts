@@ -34,6 +34,7 @@ export {
   type LimiterEvents,
   type LimiterOptions,
   type LimiterStats,
+  type RateOptions,
   type Refusal,
 } from './limiter.js';
 export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';

@@ -25,6 +25,34 @@ export interface LimiterOptions {
    * @default 1
    */
   retryAfter?: number;
+  /**
+   * Requests per client key over time, counted by {@link ConnectionLimiter.charge}: a token
+   * bucket per client key that holds `requests` tokens and refills them evenly over `per`
+   * milliseconds. Off when absent.
+   * @default undefined
+   * @example
+   * ```ts
+   * // 20 requests at once, then one every 3 s: 20 per minute on average.
+   * const limiter = new ConnectionLimiter({ rate: { requests: 20, per: 60_000 } });
+   * ```
+   */
+  rate?: RateOptions;
+}
+
+/** The request rate of {@link LimiterOptions.rate}. */
+export interface RateOptions {
+  /** The bucket's size: requests a client may make at once, and per `per` on average. A positive integer. */
+  requests: number;
+  /** The time in which an empty bucket refills, in milliseconds. A positive, finite number. */
+  per: number;
+  /**
+   * Client keys tracked at most. A bucket left alone for `per` is full again and is dropped, so
+   * only clients seen in the last `per` milliseconds hold one; when more than `maxClients` do
+   * (a flood of distinct addresses), the least recently charged bucket is dropped and its client
+   * starts again with a full one. A bucket costs about 150 bytes with its key.
+   * @default 100_000
+   */
+  maxClients?: number;
 }
 
 /** What a lease is for. */
@@ -46,10 +74,16 @@ export interface LimiterStats {
   readonly clients: number;
   /** Channels with at least one lease. */
   readonly channels: number;
+  /** Client keys with a rate bucket that is not full (0 without the `rate` option). */
+  readonly buckets: number;
 }
 
-/** The payload of the `limit` event: a lease was refused. */
-export interface Refusal extends LeaseRequest {
+/** The payload of the `limit` event: a lease or a request was refused. */
+export interface Refusal {
+  /** The client key, if any. */
+  readonly client?: string;
+  /** The channel of the refused lease; absent when `limit` is `'rate'` (requests are charged before their channel is known). */
+  readonly channel?: string;
   /** Which cap refused. */
   readonly limit: LimitKind;
   /** The delay suggested to the client, in seconds. */
@@ -58,8 +92,13 @@ export interface Refusal extends LeaseRequest {
 
 /** The events of a {@link ConnectionLimiter}. */
 export type LimiterEvents = {
-  /** A lease was refused. */
+  /** A lease or a request was refused. */
   limit: (refusal: Refusal) => void;
+  /**
+   * A listener of `limit` threw. The refusal still reached its caller; without a listener of
+   * `error`, the listener's error becomes a process warning with code `LONGPOLL_LISTENER_ERROR`.
+   */
+  error: (error: Error) => void;
 };
 
 /**
@@ -100,6 +139,33 @@ export class Lease implements Disposable {
 
 const LimiterEmitter = EventEmitter as unknown as new () => TypedEmitter.default<LimiterEvents>;
 
+/** One client's tokens, as of `at` (a `Date.now()`). */
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** {@link RateOptions}, checked, with the refill per millisecond. */
+interface Rate {
+  readonly requests: number;
+  readonly per: number;
+  readonly maxClients: number;
+  readonly perMs: number;
+}
+
+function rateOf(rate: RateOptions | undefined): Rate | undefined {
+  if (rate === undefined) return undefined;
+  const fail = (what: string, value: unknown): never => {
+    throw new LongPollError('invalid_option', `ConnectionLimiter option rate${what} must be ${String(value)}`);
+  };
+  if (typeof rate !== 'object' || rate === null) fail('', `an object { requests, per }, got ${String(rate)}`);
+  const { requests, per, maxClients = 100_000 } = rate;
+  if (!(Number.isSafeInteger(requests) && requests > 0)) fail('.requests', `a positive integer, got ${String(requests)}`);
+  if (!(typeof per === 'number' && Number.isFinite(per) && per > 0)) fail('.per', `a positive, finite number of milliseconds, got ${String(per)}`);
+  if (!(Number.isSafeInteger(maxClients) && maxClients > 0)) fail('.maxClients', `a positive integer, got ${String(maxClients)}`);
+  return { requests, per, maxClients, perMs: requests / per };
+}
+
 function capOf(options: LimiterOptions, name: 'perClient' | 'perChannel' | 'total', fallback: number): number {
   const value = options[name] ?? fallback;
   if (!(Number.isSafeInteger(value) && value > 0) && value !== Number.POSITIVE_INFINITY) {
@@ -134,6 +200,9 @@ export class ConnectionLimiter extends LimiterEmitter {
   readonly #clients = new Map<string, number>();
   readonly #channels = new Map<string, number>();
   #held = 0;
+  readonly #rate: Rate | undefined;
+  /** Rate buckets, least recently charged first (a charge moves its bucket to the end). */
+  readonly #buckets = new Map<string, Bucket>();
 
   /** @param options - the caps */
   constructor(options: LimiterOptions = {}) {
@@ -147,6 +216,46 @@ export class ConnectionLimiter extends LimiterEmitter {
       throw new LongPollError('invalid_option', `ConnectionLimiter option retryAfter must be a positive integer, got ${String(retryAfter)}`);
     }
     this.#retryAfter = retryAfter;
+    this.#rate = rateOf(options.rate);
+  }
+
+  /**
+   * Counts one request of `client` against the `rate` option: call it for every request, before
+   * taking a lease. Does nothing without a client key or without the `rate` option.
+   *
+   * @throws {@link LongPollError} `limit_exceeded` with `limit: 'rate'` and `retryAfter`: the
+   *   whole seconds (at least 1) until the client's bucket holds a token again
+   */
+  charge(client: string | undefined): void {
+    const rate = this.#rate;
+    if (rate === undefined || client === undefined) return;
+    const now = Date.now();
+    const buckets = this.#buckets;
+    // Buckets untouched for `per` are full, the same as no bucket: the oldest go first, so
+    // this stops at the first one still refilling.
+    for (const [key, idle] of buckets) {
+      if (now - idle.at < rate.per) break;
+      buckets.delete(key);
+    }
+    let bucket = buckets.get(client);
+    if (bucket === undefined) {
+      if (buckets.size >= rate.maxClients) buckets.delete(buckets.keys().next().value!);
+      bucket = { tokens: rate.requests, at: now };
+    } else {
+      // Re-inserted below, so the map stays in order of last charge. A clock that steps back
+      // refills nothing.
+      buckets.delete(client);
+      bucket.tokens = Math.min(rate.requests, bucket.tokens + Math.max(0, now - bucket.at) * rate.perMs);
+      bucket.at = now;
+    }
+    buckets.set(client, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return;
+    }
+    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / rate.perMs / 1000));
+    this.#report({ client, limit: 'rate', retryAfter });
+    throw new LongPollError('limit_exceeded', 'Too many requests (rate limit)', { limit: 'rate', retryAfter });
   }
 
   /**
@@ -174,7 +283,7 @@ export class ConnectionLimiter extends LimiterEmitter {
             : undefined;
     if (refused) {
       const retryAfter = this.#retryAfter + Math.floor(Math.random() * (this.#retryAfter + 1));
-      this.emit('limit', { client, channel, limit: refused, retryAfter });
+      this.#report({ client, channel, limit: refused, retryAfter });
       throw new LongPollError('limit_exceeded', `Too many held requests (${refused} limit)`, {
         limit: refused,
         retryAfter,
@@ -190,9 +299,23 @@ export class ConnectionLimiter extends LimiterEmitter {
     });
   }
 
-  /** Leases held right now. */
+  /** Leases held right now, and rate buckets kept. */
   stats(): LimiterStats {
-    return { total: this.#held, clients: this.#clients.size, channels: this.#channels.size };
+    return { total: this.#held, clients: this.#clients.size, channels: this.#channels.size, buckets: this.#buckets.size };
+  }
+
+  /** Emits `limit`; a listener that throws is reported, never allowed to change the refusal. */
+  #report(refusal: Refusal): void {
+    try {
+      this.emit('limit', refusal);
+    } catch (error) {
+      try {
+        if (this.listenerCount('error') === 0) throw error;
+        this.emit('error', error instanceof Error ? error : LongPollError.from(error));
+      } catch (unheard) {
+        process.emitWarning(`A listener of the limiter's events threw: ${String(unheard)}`, { code: 'LONGPOLL_LISTENER_ERROR' });
+      }
+    }
   }
 }
 

@@ -35,7 +35,7 @@ describe('ConnectionLimiter', () => {
     const limiter = new ConnectionLimiter({ perClient: 1, perChannel: 3 });
     for (let i = 0; i < 3; i++) limiter.acquire({ channel: 'c' });
     expect(() => limiter.acquire({ channel: 'c' })).toThrow(/channel/);
-    expect(limiter.stats()).toEqual({ total: 3, clients: 0, channels: 1 });
+    expect(limiter.stats()).toEqual({ total: 3, clients: 0, channels: 1, buckets: 0 });
   });
 
   it('releases on release() and on dispose, and ignores a second release', () => {
@@ -45,13 +45,13 @@ describe('ConnectionLimiter', () => {
     lease.release();
     lease.release();
     expect(lease.released).toBe(true);
-    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0 });
+    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0, buckets: 0 });
     {
       using scoped = limiter.acquire({ client: 'a', channel: 'c' });
       expect(scoped.client).toBe('a');
       expect(limiter.stats().total).toBe(1);
     }
-    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0 });
+    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0, buckets: 0 });
     const other = limiter.acquire({ client: 'a', channel: 'c' });
     lease.release(); // a stale lease must not free the place of another
     expect(() => limiter.acquire({ client: 'a', channel: 'c' })).toThrow(/client/);
@@ -67,11 +67,11 @@ describe('ConnectionLimiter', () => {
     }
     await rejection(() => limiter.acquire(undefined as unknown as { channel: string }), 'invalid_channel');
     await rejection(() => limiter.acquire({ client: 7 as unknown as string, channel: 'c' }), 'invalid_option');
-    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0 });
+    expect(limiter.stats()).toEqual({ total: 0, clients: 0, channels: 0, buckets: 0 });
   });
 
   it('rejects bad options with invalid_option', async () => {
-    for (const options of [{ perClient: 0 }, { perChannel: -1 }, { total: 1.5 }, { total: Number.NaN }, { retryAfter: 0 }]) {
+    for (const options of [{ perClient: 0 }, { perChannel: -1 }, { total: 1.5 }, { total: Number.NaN }, { retryAfter: 0 }, { rate: { requests: 0, per: 1 } }]) {
       await rejection(() => new ConnectionLimiter(options), 'invalid_option');
     }
     expect(new ConnectionLimiter({ perClient: Number.POSITIVE_INFINITY }).perClient).toBe(Number.POSITIVE_INFINITY);
@@ -115,6 +115,7 @@ describe('ConnectionLimiter', () => {
             total: live.length,
             clients: new Set(live.filter((l) => l.client !== undefined).map((l) => l.client)).size,
             channels: new Set(live.map((l) => l.channel)).size,
+            buckets: 0,
           });
         }
       }),
