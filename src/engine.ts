@@ -53,8 +53,11 @@ export interface Batch<T = JsonValue> {
   readonly json?: string;
 }
 
-/** Why messages left a channel's history. */
-export type EvictReason = 'capacity' | 'maxAge';
+/**
+ * Why messages left a channel's history: pushed out by the channel's `capacity`, older than
+ * `maxAge`, or the oldest of all channels when the history went past MemoryEngine's `maxBytes`.
+ */
+export type EvictReason = 'capacity' | 'maxAge' | 'bytes';
 
 /** How an engine tells its broker what happened. */
 export interface EngineListener {

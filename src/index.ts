@@ -29,4 +29,4 @@ export {
   type RateOptions,
   type Refusal,
 } from './limiter.js';
-export { MemoryEngine, type MemoryEngineOptions } from './memory-engine.js';
+export { MemoryEngine, type MemoryEngineOptions, type MemoryEngineStats } from './memory-engine.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { monotonicFactory, ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
@@ -17,6 +18,30 @@ export interface MemoryEngineOptions {
    * @default 300_000
    */
   maxAge?: number;
+  /**
+   * Bytes of history kept over all channels together. Past it, the oldest messages of all
+   * channels go first (an `evict` event with reason `'bytes'`), and a cursor behind them gets
+   * `cursor_expired`. A message that would count more than a tenth of `maxBytes` is refused
+   * with `payload_too_large`.
+   *
+   * A message counts the UTF-8 length of its JSON text (what HTTP answers send), plus its
+   * payload's JSON length once more (the engine also keeps the payload as a value for `read` and
+   * `poll`), plus 600 bytes for its id, timestamp and bookkeeping; a channel counts 400 bytes
+   * plus twice its name while it holds messages. The counts are close to what V8 holds for
+   * payloads of strings; payloads of many small numbers or keys cost more than their text.
+   * @default 268_435_456 (256 MiB)
+   * @example
+   * ```ts
+   * const engine = new MemoryEngine({ maxBytes: 64 * 1024 * 1024 });
+   * ```
+   */
+  maxBytes?: number;
+}
+
+/** What {@link MemoryEngine.stats} reports. */
+export interface MemoryEngineStats extends EngineStats {
+  /** What the history counts against `maxBytes` (see {@link MemoryEngineOptions.maxBytes}). */
+  readonly bytes: number;
 }
 
 interface Entry extends Positioned {
@@ -24,18 +49,42 @@ interface Entry extends Positioned {
   /** `JSON.stringify(message)`, made from the published text: answers are built from it. */
   readonly text: string;
   readonly expiresAt: number;
+  /** What it counts against `maxBytes`. */
+  readonly bytes: number;
 }
 
 interface History {
+  readonly channel: string;
   readonly ring: RingBuffer<Entry>;
   readonly tag: string;
   /** The channel's name as JSON, for the text of its messages. */
   readonly name: string;
+  /** The UTF-8 length of `name`. */
+  readonly nameBytes: number;
+  /** What the channel counts against `maxBytes` besides its messages. */
+  readonly bytes: number;
   /** The highest position that left this channel: a cursor before it may have missed messages. */
   evictedThrough: number;
-  /** The last batch read, shared by every reader that asks for the same slice. */
-  lastRead?: { from: number; to: number; cursor: number; batch: Batch };
 }
+
+/** One message in publish order over all channels: {@link MemoryEngine}'s list of what goes first. */
+interface Published extends Positioned {
+  readonly history: History;
+}
+
+/**
+ * What a message counts against `maxBytes` beyond its text and its payload: measured with V8 for
+ * payloads of a few bytes, these are the frozen message object, its id and timestamp strings, the
+ * pieces its text is joined from, its entry and its slots in the channel's ring and the
+ * publish-order list.
+ */
+const MESSAGE_OVERHEAD = 600;
+/** What a channel counts beyond its messages and its name: its history, ring and map entry (measured likewise). */
+const CHANNEL_OVERHEAD = 400;
+/** The UTF-8 length of a message's text less its channel name and payload: the keys, id and timestamp. */
+const TEXT_FRAME = '{"id":"","channel":,"data":,"publishedAt":""}'.length + 26 + 24;
+/** Stale entries of the publish-order list tolerated beyond the messages held, before it is compacted. */
+const STALE_SLACK = 1024;
 
 /**
  * Random bytes for ids, drawn from a pool. ulid's default asks `crypto.getRandomValues` for one
@@ -110,12 +159,22 @@ export class MemoryEngine implements Engine {
   readonly capacity: number;
   /** How long a message is kept, in milliseconds. */
   readonly maxAge: number;
+  /** Bytes of history kept over all channels together (see {@link MemoryEngineOptions.maxBytes}). */
+  readonly maxBytes: number;
   /** This engine's epoch, part of every cursor it issues. */
   readonly epoch: string = ulid().slice(10, 20);
 
   #sequence = 0;
   #messages = 0;
+  #bytes = 0;
   readonly #channels = new Map<string, History>();
+  /**
+   * Every message held, in publish order over all channels, so the oldest of all is found
+   * without a look at every channel. Positions come from one sequence, so this order is also
+   * oldest first. Messages that left by `capacity` or `maxAge` stay here, stale, until they
+   * reach the front or the list is compacted.
+   */
+  readonly #order = new RingBuffer<Published>(Number.POSITIVE_INFINITY);
   readonly #floors = new Float64Array(BUCKETS);
   readonly #nextId = monotonicFactory(pooledRandom);
   #listener: EngineListener | undefined;
@@ -125,15 +184,17 @@ export class MemoryEngine implements Engine {
   /**
    * @example
    * ```ts
-   * const broker = new Broker({ engine: new MemoryEngine({ capacity: 100, maxAge: 60_000 }) });
+   * const broker = new Broker({ engine: new MemoryEngine({ capacity: 100, maxAge: 60_000, maxBytes: 64 * 1024 * 1024 }) });
    * ```
    */
   constructor(options: MemoryEngineOptions = {}) {
-    const { capacity = 1000, maxAge = 300_000 } = options;
+    const { capacity = 1000, maxAge = 300_000, maxBytes = 268_435_456 } = options;
     assertOption(Number.isSafeInteger(capacity) && capacity > 0, 'capacity', capacity, 'a positive integer');
     assertOption(typeof maxAge === 'number' && maxAge > 0, 'maxAge', maxAge, 'a positive number of milliseconds');
+    assertOption(Number.isSafeInteger(maxBytes) && maxBytes > 0, 'maxBytes', maxBytes, 'a positive integer');
     this.capacity = capacity;
     this.maxAge = maxAge;
+    this.maxBytes = maxBytes;
   }
 
   /** {@inheritDoc Engine.attach} */
@@ -148,22 +209,40 @@ export class MemoryEngine implements Engine {
    *
    * Each message is kept twice, as a frozen value for `read` and `poll` and as JSON text for
    * HTTP answers (`Batch.json`), so that no answer serialises it again: a message costs about
-   * its JSON size more memory than the value alone.
+   * its JSON size more memory than the value alone, and counts so against `maxBytes`.
+   *
+   * @throws {@link LongPollError} `payload_too_large` when the message would count more than a
+   *   tenth of `maxBytes`; nothing is stored then
    */
   async append(channel: string, json: string, value?: JsonValue): Promise<PublishedMessage> {
     const now = Date.now();
     const stale = this.#channels.get(channel);
     if (stale) this.#expire(channel, stale, now);
     let history = this.#channels.get(channel);
+    const name = history ? history.name : JSON.stringify(channel);
+    const nameBytes = history ? history.nameBytes : Buffer.byteLength(name);
+    const jsonBytes = Buffer.byteLength(json);
+    const bytes = TEXT_FRAME + nameBytes + 2 * jsonBytes + MESSAGE_OVERHEAD;
+    if (bytes > this.maxBytes / 10) {
+      throw new LongPollError(
+        'payload_too_large',
+        `The message would take ${bytes} bytes of history, more than a tenth of maxBytes (${this.maxBytes})`,
+      );
+    }
     if (!history) {
       const hash = hashOf(channel);
       history = {
+        channel,
         ring: new RingBuffer(this.capacity),
         tag: hash.toString(36),
-        name: JSON.stringify(channel),
+        name,
+        nameBytes,
+        // The map's key and the JSON name: two copies of the name.
+        bytes: CHANNEL_OVERHEAD + 2 * nameBytes,
         evictedThrough: this.#floors[hash % BUCKETS]!,
       };
       this.#channels.set(channel, history);
+      this.#bytes += history.bytes;
       this.#startSweeper();
     }
     const position = ++this.#sequence;
@@ -171,18 +250,56 @@ export class MemoryEngine implements Engine {
     const publishedAt = isoStringOf(now);
     const message: Message = Object.freeze({ id, channel, data: value ?? parseFrozen(json), publishedAt });
     // The same keys in the same order as the message: what JSON.stringify(message) gives.
-    const text = `{"id":"${id}","channel":${history.name},"data":${json},"publishedAt":"${publishedAt}"}`;
-    const dropped = history.ring.push({ position, message, text, expiresAt: now + this.maxAge });
+    const text = `{"id":"${id}","channel":${name},"data":${json},"publishedAt":"${publishedAt}"}`;
+    const dropped = history.ring.push({ position, message, text, expiresAt: now + this.maxAge, bytes });
+    this.#order.push({ position, history });
+    this.#bytes += bytes;
     if (dropped) {
       history.evictedThrough = dropped.position;
-      history.lastRead = undefined;
+      this.#bytes -= dropped.bytes;
     } else {
       this.#messages++;
     }
+    const evicted = this.#bytes > this.maxBytes ? this.#evictOldest() : undefined;
+    if (this.#order.length > 2 * this.#messages + STALE_SLACK) this.#compactOrder();
     // Wake the waiters first: whatever a listener of `evicted` does cannot cost a wake-up.
     this.#listener?.appended(channel);
     if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
+    if (evicted) for (const [from, count] of evicted) this.#listener?.evicted(from, count, 'bytes');
     return { id, channel, data: message.data, publishedAt, cursor: this.#cursor(history.tag, position) };
+  }
+
+  /**
+   * Drops the oldest messages of all channels until the history is within `maxBytes` again,
+   * never the message just appended, and returns how many went from each channel.
+   */
+  #evictOldest(): Map<string, number> {
+    const evicted = new Map<string, number>();
+    const order = this.#order;
+    while (this.#bytes > this.maxBytes && order.length > 0) {
+      const { position, history } = order.first()!;
+      const oldest = history.ring.first();
+      // Every message held is in the list, so the front one, if still held, is its channel's
+      // first; otherwise it already left by capacity or maxAge.
+      if (oldest?.position !== position) {
+        order.shift();
+        continue;
+      }
+      if (position === this.#sequence) break;
+      order.shift();
+      history.ring.shift();
+      history.evictedThrough = position;
+      this.#messages--;
+      this.#bytes -= oldest.bytes;
+      evicted.set(history.channel, (evicted.get(history.channel) ?? 0) + 1);
+      if (history.ring.length === 0) this.#drop(history.channel, history);
+    }
+    return evicted;
+  }
+
+  /** Removes the list's entries of messages that left by capacity or maxAge. */
+  #compactOrder(): void {
+    this.#order.retain(({ position, history }) => history.ring.length > 0 && position >= history.ring.first()!.position);
   }
 
   /** {@inheritDoc Engine.read} */
@@ -205,13 +322,11 @@ export class MemoryEngine implements Engine {
     const start = ring.indexAfter(after);
     if (start === ring.length) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
     const end = Math.min(ring.length, start + limit);
-    const from = ring.at(start)!.position;
-    const to = ring.at(end - 1)!.position;
     // Read to the end: the cursor may move past other channels' positions too.
-    const next = end === ring.length ? this.#sequence : to;
-    const memo = live.lastRead;
-    if (memo && memo.from === from && memo.to === to && memo.cursor === next) return memo.batch;
-    // Frozen: every reader of this slice shares the array.
+    const next = end === ring.length ? this.#sequence : ring.at(end - 1)!.position;
+    // Nothing of the batch is kept: a copy of the last answer per channel would be as large as
+    // the channel's messages. Polls woken together with equal cursors share one read anyway.
+    // Frozen: every reader of this batch shares the array.
     const entries = ring.slice(start, end);
     const messages: Message[] = new Array<Message>(entries.length);
     let json = '[';
@@ -219,9 +334,7 @@ export class MemoryEngine implements Engine {
       messages[i] = entries[i]!.message;
       json += i === 0 ? entries[i]!.text : `,${entries[i]!.text}`;
     }
-    const batch: Batch = { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]` };
-    live.lastRead = { from, to, cursor: next, batch };
-    return batch;
+    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]` };
   }
 
   /** {@inheritDoc Engine.retains} */
@@ -229,9 +342,9 @@ export class MemoryEngine implements Engine {
     return this.#channels.has(channel);
   }
 
-  /** {@inheritDoc Engine.stats} */
-  stats(): EngineStats {
-    return { channels: this.#channels.size, messages: this.#messages };
+  /** What the engine holds right now, with what it counts against `maxBytes`. */
+  stats(): MemoryEngineStats {
+    return { channels: this.#channels.size, messages: this.#messages, bytes: this.#bytes };
   }
 
   /** Stops the sweep timer. The history stays readable. */
@@ -290,11 +403,12 @@ export class MemoryEngine implements Engine {
     const { ring } = history;
     let count = 0;
     while (ring.length > 0 && ring.first()!.expiresAt <= now) {
-      history.evictedThrough = ring.shift()!.position;
+      const entry = ring.shift()!;
+      history.evictedThrough = entry.position;
+      this.#bytes -= entry.bytes;
       count++;
     }
     if (count === 0) return;
-    history.lastRead = undefined;
     this.#messages -= count;
     if (ring.length === 0) this.#drop(channel, history);
     this.#listener?.evicted(channel, count, 'maxAge');
@@ -304,6 +418,7 @@ export class MemoryEngine implements Engine {
     const bucket = Number.parseInt(history.tag, 36) % BUCKETS;
     this.#floors[bucket] = Math.max(this.#floors[bucket]!, history.evictedThrough);
     this.#channels.delete(channel);
+    this.#bytes -= history.bytes;
     if (this.#channels.size === 0) this.#stopSweeper();
   }
 

@@ -6,9 +6,10 @@ export interface Positioned {
 const INITIAL_SLOTS = 8;
 
 /**
- * A ring of at most `capacity` entries whose positions increase in push order, so the first
- * entry after a position is found by binary search. Storage starts small and doubles up to
- * `capacity`, so ten thousand channels of one message each do not each hold a thousand slots.
+ * A ring of at most `capacity` entries (`Infinity` for no limit) whose positions increase in push
+ * order, so the first entry after a position is found by binary search. Storage starts small and
+ * doubles up to `capacity`, so ten thousand channels of one message each do not each hold a
+ * thousand slots.
  *
  * @internal
  */
@@ -84,6 +85,20 @@ export class RingBuffer<T extends Positioned> {
     const out = new Array<T>(Math.max(0, end - start));
     for (let i = start; i < end; i++) out[i - start] = this.at(i)!;
     return out;
+  }
+
+  /** Keeps only the entries for which `keep` holds, in order, in storage no larger than needed. */
+  retain(keep: (entry: T) => boolean): void {
+    const kept: T[] = [];
+    for (let i = 0; i < this.#length; i++) {
+      const entry = this.at(i)!;
+      if (keep(entry)) kept.push(entry);
+    }
+    const slots = new Array<T | undefined>(Math.min(this.capacity, Math.max(INITIAL_SLOTS, kept.length)));
+    for (let i = 0; i < kept.length; i++) slots[i] = kept[i];
+    this.#slots = slots;
+    this.#head = 0;
+    this.#length = kept.length;
   }
 
   #grow(): void {

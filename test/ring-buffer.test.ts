@@ -47,4 +47,16 @@ describe('RingBuffer', () => {
     expect(ring.indexAfter(40)).toBe(5);
     expect(ring.indexAfter(1000)).toBe(5);
   });
+
+  it('keeps only the entries asked for, in order, and goes on pushing and shifting after', () => {
+    const ring = new RingBuffer<{ position: number }>(Number.POSITIVE_INFINITY);
+    for (let p = 1; p <= 100; p++) ring.push(entry(p));
+    for (let i = 0; i < 10; i++) ring.shift();
+    ring.retain(({ position }) => position % 10 === 0);
+    expect(positions(ring)).toEqual([20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    ring.push(entry(101));
+    expect(ring.shift()).toEqual(entry(20));
+    expect(positions(ring)).toEqual([30, 40, 50, 60, 70, 80, 90, 100, 101]);
+    expect(ring.indexAfter(55)).toBe(3);
+  });
 });
