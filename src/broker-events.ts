@@ -1,5 +1,4 @@
 import type { EvictReason, JsonValue, PublishedMessage } from './engine.js';
-import { LongPollError } from './errors.js';
 
 /** The payload of the `deliver` event: one batch answered to one or more polls. */
 export interface Delivery {
@@ -48,31 +47,3 @@ export type BrokerEvents<T = JsonValue> = {
    */
   error: (error: Error) => void;
 };
-
-/**
- * Emits `event` on `emitter`; a listener that throws is reported as `error` (or, when nobody
- * listens for `error`, as a process warning), never allowed to break the caller. The broker and
- * the limiter both report through it.
- */
-export function emitGuarded(
-  emitter: { emit(event: string, ...args: unknown[]): boolean; listenerCount(event: string): number },
-  source: string,
-  event: string,
-  ...args: unknown[]
-): void {
-  try {
-    emitter.emit(event, ...args);
-  } catch (error) {
-    if (event !== 'error' && emitter.listenerCount('error') > 0) {
-      try {
-        emitter.emit('error', error instanceof Error ? error : LongPollError.from(error));
-        return;
-      } catch {
-        // The error listener threw too: fall through to the warning.
-      }
-    }
-    globalThis.process?.emitWarning?.(`A listener of the ${source}'s ${event} event threw: ${String(error)}`, {
-      code: 'LONGPOLL_LISTENER_ERROR',
-    });
-  }
-}

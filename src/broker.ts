@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
 import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
-import { emitGuarded, type BrokerEvents, type Delivery } from './broker-events.js';
+import type { BrokerEvents, Delivery } from './broker-events.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
+import { emitGuarded } from './guarded-emit.js';
 import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';

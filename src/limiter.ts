@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type * as TypedEmitter from 'typed-emitter';
 import { LongPollError, type LimitKind } from './errors.js';
+import { emitGuarded } from './guarded-emit.js';
 
 /** Options of {@link ConnectionLimiter}. Every cap is a positive integer or `Infinity`. */
 export interface LimiterOptions {
@@ -306,16 +307,7 @@ export class ConnectionLimiter extends LimiterEmitter {
 
   /** Emits `limit`; a listener that throws is reported, never allowed to change the refusal. */
   #report(refusal: Refusal): void {
-    try {
-      this.emit('limit', refusal);
-    } catch (error) {
-      try {
-        if (this.listenerCount('error') === 0) throw error;
-        this.emit('error', error instanceof Error ? error : LongPollError.from(error));
-      } catch (unheard) {
-        process.emitWarning(`A listener of the limiter's events threw: ${String(unheard)}`, { code: 'LONGPOLL_LISTENER_ERROR' });
-      }
-    }
+    emitGuarded(this, 'limiter', 'limit', refusal);
   }
 }
 
