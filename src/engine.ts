@@ -61,7 +61,10 @@ export type EvictReason = 'capacity' | 'maxAge' | 'bytes';
 
 /** How an engine tells its broker what happened. */
 export interface EngineListener {
-  /** New messages were appended to `channel`, by this instance or another. */
+  /**
+   * New messages were appended to `channel`, by this instance or another. Called once the
+   * messages are readable: a read that starts inside this call sees them.
+   */
   appended(channel: string): void;
   /** Notifications may have been lost (a reconnect, say): every channel with waiters must be read again. */
   resync(): void;
@@ -99,6 +102,13 @@ export interface Engine {
    * Stores `json` (a serialised JSON value) at the end of `channel` and notifies. The broker
    * also passes `value`, `JSON.parse(json)` deeply frozen, for engines that keep payloads in
    * this process: they can store it instead of parsing `json` again.
+   *
+   * Ordering the broker relies on: an engine that has {@link readNow} calls
+   * `listener.appended(channel)` synchronously inside `append`, before it returns its promise
+   * (the broker then answers held polls within the publish and reports their `deliver` events
+   * after its `publish` event; an `await` before the notification would report them first). An
+   * engine without `readNow` may notify later, from wherever its wake-ups come from. The
+   * contract suite checks both.
    */
   append(channel: string, json: string, value?: JsonValue): Promise<PublishedMessage>;
   /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { LongPollError, type Engine, type EngineListener, type EvictReason } from 'longpoll-kit';
+import { LongPollError, type Batch, type Engine, type EngineListener, type EvictReason } from 'longpoll-kit';
 
 /** How the contract suite makes engines of one kind. */
 export interface EngineFixture {
@@ -52,7 +52,7 @@ async function eventually(check: () => boolean, ms = 2_000): Promise<void> {
 const json = (value: unknown) => JSON.stringify(value);
 
 /**
- * Registers the engine contract (DESIGN.md, "Engines"): ordering, cursors, expiry by count and
+ * Registers the engine contract (docs/architecture.md, "Engines"): ordering, cursors, expiry by count and
  * by age, epochs, concurrent appends and wake-ups, for the engines `fixture` makes.
  */
 export function engineContract(name: string, fx: EngineFixture): void {
@@ -315,12 +315,72 @@ export function engineContract(name: string, fx: EngineFixture): void {
       });
     });
 
+    describe('optional fast paths agree with the slow ones', () => {
+      it('readNow returns what read returns, and Batch.json is JSON.stringify of the messages', async () => {
+        const engine = make({ capacity: 50 });
+        listenTo(engine);
+        const room = channel();
+        const cursors: (string | undefined)[] = [undefined];
+        for (let i = 0; i < 60; i++) {
+          const published = await engine.append(room, json({ i, text: `é\u2028"${i}"`, list: [i, null] }));
+          if (i % 7 === 0) cursors.push(published.cursor);
+        }
+        const other = channel();
+        cursors.push((await engine.read(other, undefined, 1)).cursor);
+        for (const cursor of cursors) {
+          for (const limit of [1, 3, 100]) {
+            const slow: Batch | Error = await engine.read(room, cursor, limit).then(
+              (batch) => batch,
+              (error: unknown) => error as Error,
+            );
+            if (slow instanceof Error) {
+              if (engine.readNow) expect(() => engine.readNow!(room, cursor, limit)).toThrow(slow.message);
+              continue;
+            }
+            if (slow.json !== undefined) expect(slow.json).toBe(JSON.stringify(slow.messages));
+            if (!engine.readNow) continue;
+            const fast = engine.readNow(room, cursor, limit);
+            expect(fast.messages).toEqual(slow.messages);
+            expect(fast.cursor).toBe(slow.cursor);
+            if (fast.json !== undefined) expect(fast.json).toBe(JSON.stringify(fast.messages));
+          }
+        }
+      });
+    });
+
     describe('wake-ups', () => {
       it('tells its listener about its own appends', async () => {
         const engine = make();
         const heard = listenTo(engine);
         const room = channel();
         await engine.append(room, json(1));
+        await eventually(() => heard.appended.includes(room));
+      });
+
+      it('notifies once the message is readable: a read started inside appended sees it', async () => {
+        const engine = make();
+        const room = channel();
+        const reads: Promise<Batch>[] = [];
+        void engine.attach({
+          appended: (name) => {
+            if (name === room) reads.push(engine.read(room, undefined, 10));
+          },
+          resync: () => {},
+          evicted: () => {},
+        });
+        await engine.append(room, json('seen'));
+        await eventually(() => reads.length > 0);
+        expect((await reads[0]!).messages.map((m) => m.data)).toEqual(['seen']);
+      });
+
+      it('notifies inside append, before it returns, when it reads synchronously (readNow)', async () => {
+        const engine = make();
+        const heard = listenTo(engine);
+        const room = channel();
+        const appending = engine.append(room, json(1));
+        // The broker relies on this order to report deliver events after the publish event.
+        if (engine.readNow) expect(heard.appended).toContain(room);
+        await appending;
         await eventually(() => heard.appended.includes(room));
       });
 
