@@ -199,11 +199,12 @@ describe('answers', () => {
   it('remembers the last 1000 ids only, so de-duplication uses bounded memory', async () => {
     const ids = Array.from({ length: 1001 }, (_, i) => `01ID${String(i).padStart(5, '0')}`);
     const fetch = scriptedFetch([
-      answer(ids.map((id, i) => message(id, i)), 'c1'),
-      answer([message(ids[1]!, 1), message(ids[0]!, 0)], 'c2'), // the 1000th-newest is known; the oldest is forgotten
+      answer(ids.slice(0, 1000).map((id, i) => message(id, i)), 'c1'),
+      answer([message(ids[1000]!, 1000)], 'c2'),
+      answer([message(ids[1]!, 1), message(ids[0]!, 0)], 'c3'), // the 1000th-newest is known; the oldest is forgotten
     ]);
-    const { seen } = start(fetch);
-    await vi.advanceTimersByTimeAsync(0);
+    const { seen } = start(fetch, { limit: 1000 });
+    await vi.advanceTimersByTimeAsync(10);
     expect(seen.messages).toHaveLength(1002);
     expect(seen.messages.slice(-1)).toEqual([0]);
   });
@@ -619,8 +620,9 @@ describe('a server that does not hold polls', () => {
     const fetch = scriptedFetch(Array.from({ length: 50 }, (_, i) => answer([], `c${i}`)));
     const { seen } = start(fetch);
     await vi.advanceTimersByTimeAsync(10_000);
-    // the first poll asks wait=0 (answered at once, rightly); then 500, 1000, 2000, 4000 ms steps
-    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 4000]);
+    // the first poll asks wait=0 (answered at once, rightly); then backoff steps of 500, 1000,
+    // 2000, 4000 ms, the first raised to backoff.initial
+    expect(gaps(fetch.calls)).toEqual([0, 1000, 1000, 2000, 4000]);
     expect(seen.errors).toEqual([]);
     expect(seen.opened).toBe(1);
   });
@@ -643,6 +645,122 @@ describe('a server that does not hold polls', () => {
   });
 });
 
+describe('answers larger than maxBodyBytes', () => {
+  /** A poll answer padded with spaces (valid JSON) to exactly `bytes` bytes. */
+  const padded = (messages: Message<number>[], cursor: string, bytes: number) => {
+    const text = JSON.stringify({ messages, cursor, timedOut: messages.length === 0 });
+    return new Response(text + ' '.repeat(bytes - text.length), { status: 200, headers: { 'content-type': 'application/json' } });
+  };
+  const limits = (calls: Call[]) => calls.map((call) => call.url.searchParams.get('limit'));
+
+  it('reads an answer of 8 MiB by default, and asks again with half the limit for one byte more', async () => {
+    const fetch = scriptedFetch([padded([message('01A', 1)], 'c1', 8_388_609), padded([message('01A', 1)], 'c1', 8_388_608)]);
+    const { sub, seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(limits(fetch.calls)).toEqual(['100', '50', '100']);
+    expect(seen.messages).toEqual([1]);
+    expect(seen.errors).toEqual([]);
+    expect(sub.cursor).toBe('c1');
+  });
+
+  it('asks for the full limit again once an answer had fewer messages than it asked for', async () => {
+    const fetch = scriptedFetch([
+      padded([], 'c0', 1001),
+      padded([], 'c0', 1001),
+      answer([message('01A', 1), message('01B', 2)], 'c2'), // 2 of 25: the backlog is read
+      answer([message('01C', 3)], 'c3'),
+    ]);
+    const { seen } = start(fetch, { maxBodyBytes: 1000 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(limits(fetch.calls)).toEqual(['100', '50', '25', '100', '100']);
+    expect(seen.messages).toEqual([1, 2, 3]);
+  });
+
+  it('keeps the halved limit while answers come full, so a backlog of large messages is not asked for whole each time', async () => {
+    const fetch = scriptedFetch([
+      padded([], 'c0', 1001),
+      answer([message('01A', 1), message('01B', 2)], 'c2'),
+      answer([message('01C', 3), message('01D', 4)], 'c4'),
+    ]);
+    const { seen } = start(fetch, { maxBodyBytes: 1000, limit: 4 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(limits(fetch.calls)).toEqual(['4', '2', '2', '2']);
+    expect(seen.messages).toEqual([1, 2, 3, 4]);
+  });
+
+  it('reports answer_too_large when one message does not fit, backs off, and keeps asking for one', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const big = () => padded([], 'c0', 2000);
+    const fetch = scriptedFetch([big(), big(), big(), big()]);
+    const { sub, seen } = start(fetch, { maxBodyBytes: 1000, limit: 2 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(limits(fetch.calls)).toEqual(['2', '1']);
+    expect(seen.errors).toMatchObject([{ code: 'answer_too_large', status: 200, fatal: false, retryIn: 500 }]);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(limits(fetch.calls)).toEqual(['2', '1', '1']);
+    expect(seen.errors).toHaveLength(2);
+    expect(sub.closed).toBe(false);
+  });
+
+  it('does not read an oversized problem body, and acts on its status', async () => {
+    const fetch = scriptedFetch([new Response('x'.repeat(2000), { status: 404 })]);
+    const { sub, seen } = start(fetch, { maxBodyBytes: 1000 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen.errors).toMatchObject([{ status: 404, fatal: true }]);
+    expect(sub.closed).toBe(true);
+  });
+});
+
+describe('answers that break the protocol', () => {
+  it('refuses an answer with more messages than the limit asked for: nothing delivered, the cursor kept', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const three = [message('01A', 1), message('01B', 2), message('01C', 3)];
+    const fetch = scriptedFetch([answer(three, 'c3'), answer(three.slice(0, 2), 'c2')]);
+    const { sub, seen } = start(fetch, { cursor: 'c0', limit: 2 });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen.messages).toEqual([]);
+    expect(sub.cursor).toBe('c0');
+    expect(seen.errors).toMatchObject([{ code: 'too_many_messages', status: 200, fatal: false, retryIn: 500 }]);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(seen.messages).toEqual([1, 2]);
+    expect(fetch.calls.map((call) => call.url.searchParams.get('cursor'))).toEqual(['c0', 'c0', 'c2']);
+  });
+
+  it('backs off from answers that repeat delivered messages without moving the cursor, and reports no_progress', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const same = () => answer([message('01A', 1)], 'c1');
+    const fetch = scriptedFetch([same(), same(), same(), same(), answer([message('01A', 1), message('01B', 2)], 'c1'), same()]);
+    const { seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(5000);
+    // 500, 1000, 2000 ms of backoff; the answer with a new message is progress and resets it
+    expect(gaps(fetch.calls)).toEqual([0, 500, 1000, 2000, 1, 500]);
+    expect(seen.errors.map((error) => error.code)).toEqual(['no_progress', 'no_progress', 'no_progress', 'no_progress']);
+    expect(seen.messages).toEqual([1, 2]);
+  });
+
+  it('takes repeated messages with a moved cursor as progress (a retried answer, a reset)', async () => {
+    const fetch = scriptedFetch([answer([message('01A', 1)], 'c1'), answer([message('01A', 1)], 'c1b')]);
+    const { sub, seen } = start(fetch);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(seen.errors).toEqual([]);
+    expect(seen.messages).toEqual([1]);
+    expect(sub.cursor).toBe('c1b');
+    expect(fetch.calls).toHaveLength(3); // the third poll came at once, and is held
+  });
+});
+
+describe('wait: 0 (short polling)', () => {
+  it('polls again backoff.initial after each empty answer, and at once after messages', async () => {
+    const fetch = scriptedFetch([answer([], 'c0'), answer([], 'c0'), answer([message('01A', 1)], 'c1'), answer([], 'c1'), answer([], 'c1')]);
+    const { seen } = start(fetch, { wait: 0, backoff: { initial: 300, max: 10_000 } });
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(gaps(fetch.calls)).toEqual([300, 300, 1, 300, 300]);
+    expect(fetch.calls.every((call) => call.url.searchParams.get('wait') === '0')).toBe(true);
+    expect(seen.messages).toEqual([1]);
+    expect(seen.errors).toEqual([]);
+  });
+});
+
 describe('options and listeners', () => {
   it('removes a once listener with off', async () => {
     const fetch = scriptedFetch([answer([message('01A', 1)], 'c1')]);
@@ -654,7 +772,16 @@ describe('options and listeners', () => {
     expect(listener).not.toHaveBeenCalled();
   });
 
+  it('sends a limit above 1000 as 1000, the most a server gives', async () => {
+    const fetch = scriptedFetch([]);
+    start(fetch, { limit: 5000 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetch.calls[0]!.url.searchParams.get('limit')).toBe('1000');
+  });
+
   it.each([
+    [{ maxBodyBytes: 0 }, /maxBodyBytes/],
+    [{ maxBodyBytes: 1.5 }, /maxBodyBytes/],
     [{ timeoutMargin: 0 }, /timeoutMargin/],
     [{ backoff: { max: 2 ** 31 } }, /backoff\.max/],
   ])('refuses %o with invalid_option', (options, message) => {

@@ -9,6 +9,8 @@ export type PollOutcome<T> =
    * cross-origin answer without `Access-Control-Expose-Headers`): keep the current cursor.
    */
   | { readonly kind: 'messages'; readonly messages: readonly Message<T>[]; readonly cursor: Cursor | undefined; readonly timedOut: boolean }
+  /** A 200 whose body passed `maxBodyBytes`: ask again for fewer messages. */
+  | { readonly kind: 'oversized' }
   /** 410 `cursor_expired`: resume from `earliestCursor` (everything retained when absent). */
   | { readonly kind: 'reset'; readonly earliestCursor: Cursor | undefined }
   /** Anything else: retried (after `retryAfter` when the server said) unless `fatal`. */
@@ -54,16 +56,31 @@ function isPollBody<T>(body: unknown): body is PollBody<T> {
   return Array.isArray(messages) && typeof cursor === 'string' && messages.every((m) => typeof m?.id === 'string');
 }
 
-/** Reads one answer of the HTTP protocol (DESIGN.md, "HTTP protocol"). */
-export function readAnswer<T>(status: number, headers: Headers, text: string): PollOutcome<T> {
+/**
+ * Reads one answer of the HTTP protocol. `text` is the body, or `undefined` when it was larger
+ * than the client reads; `limit` is the most messages the poll asked for.
+ */
+export function readAnswer<T>(status: number, headers: Headers, text: string | undefined, limit: number): PollOutcome<T> {
   // A 204/304 is a timeout: nothing came after the cursor we sent, so the cursor we hold stays
   // valid when the header is absent or hidden from us (CORS exposes only safelisted headers).
   if (status === 204 || status === 304) return { kind: 'messages', messages: [], cursor: headers.get('longpoll-cursor') || undefined, timedOut: true };
   if (status === 200) {
+    if (text === undefined) return { kind: 'oversized' };
     const body = parse(text);
-    if (isPollBody<T>(body)) return { kind: 'messages', messages: body.messages, cursor: body.cursor, timedOut: body.messages.length === 0 };
+    if (isPollBody<T>(body)) {
+      const { messages, cursor } = body;
+      // Cursors are opaque: the client cannot name a position inside this answer, so taking
+      // part of it and moving on would skip the rest, and keeping the old cursor would get
+      // the same answer again. A server that ignores `limit` is broken: retry with backoff.
+      if (messages.length > limit) {
+        const message = `The server sent ${messages.length} messages, more than the ${limit} asked for`;
+        return { kind: 'failure', message, status, code: 'too_many_messages', fatal: false, retryAfter: undefined };
+      }
+      return { kind: 'messages', messages, cursor, timedOut: messages.length === 0 };
+    }
   }
-  const problem = (parse(text) ?? {}) as ProblemBody;
+  // An oversized problem body is not read: the status alone says what to do.
+  const problem = (parse(text ?? '') ?? {}) as ProblemBody;
   if (status === 410) {
     const earliest = problem.earliestCursor;
     return { kind: 'reset', earliestCursor: typeof earliest === 'string' && earliest !== '' ? earliest : undefined };

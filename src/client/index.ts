@@ -1,7 +1,8 @@
 /**
  * A long-polling subscriber for browsers and Node: it resumes from the last cursor, backs off
  * with full jitter, honours `Retry-After`, rehydrates after `cursor_expired`, drops messages it
- * already delivered, and reads as an async iterator with backpressure. It imports nothing
+ * already delivered, and reads as an async iterator with backpressure. A broken or hostile
+ * server cannot make it poll in a tight loop or read more than `maxBodyBytes` of one answer. It imports nothing
  * Node-only, so the built file loads in a browser as an ES module, without a bundler.
  *
  * @example

@@ -44,16 +44,36 @@ export interface SubscribeOptions {
   /**
    * How long the server may hold each poll, sent as `wait` in seconds. The server clamps it to
    * its own maximum (55 s by default). The first poll, and the first after a failure, asks for
-   * an answer at once (`wait=0`), so `open` comes promptly even on a quiet channel.
+   * an answer at once (`wait=0`), so `open` comes promptly even on a quiet channel. `0` turns
+   * long polling into short polling: after an empty answer the next poll comes
+   * `backoff.initial` later (after messages, at once).
    * @default 25_000
    */
   wait?: number;
   /**
-   * The most messages per answer, sent as `limit` (the server clamps it to 1000). While an
-   * iterator reads the subscription, no more than fit in its buffer are asked for.
+   * The most messages per answer, sent as `limit`: from 1 to 1000 (a larger value is sent as
+   * 1000, the most a server gives). While an iterator reads the subscription, no more than fit
+   * in its buffer are asked for, and after an answer larger than `maxBodyBytes` fewer still
+   * (see there).
+   *
+   * An answer with more messages than the poll asked for is refused whole: its cursor is
+   * opaque, so the client cannot resume from inside it, and taking only part of it would skip
+   * the rest. Nothing of it is delivered, the cursor stays where it was, and `error` fires
+   * with code `too_many_messages` (not fatal; retried with backoff).
    * @default 100
    */
   limit?: number;
+  /**
+   * The most bytes the client reads of one answer's body (counted as they arrive, before
+   * decoding). Past it the client stops reading and cancels the answer, so a server that sends
+   * an endless or huge body costs it at most this much memory. A poll answer that does not fit
+   * is asked for again at once with half the `limit` (100, 50, 25, …, 1); when even one message
+   * does not fit, `error` fires with code `answer_too_large` (not fatal) and the client backs
+   * off, then keeps asking for one message at a time. Once an answer has fewer messages than
+   * it asked for (the backlog is read), the full `limit` is asked for again.
+   * @default 8_388_608 (8 MiB)
+   */
+  maxBodyBytes?: number;
   /**
    * How much longer than `wait` a request may take to bring the answer's headers before the
    * client gives up on it (a dead connection, a proxy that swallowed the answer), aborts it and
@@ -84,9 +104,18 @@ export interface SubscribeOptions {
    * n-th consecutive failure (n = 1, 2, …) waits a random time between 0 and
    * `min(max, initial × 2ⁿ⁻¹)`. A success resets it. A 429 or 503 with a readable `Retry-After`
    * (whole seconds or an HTTP date) waits what the server asked, but never less than that
-   * backoff step and never more than `max`; an unreadable one is ignored. An empty answer that
-   * comes back much sooner than the `wait` asked for (a server or proxy that does not hold polls)
-   * also counts as a backoff step, so such a server is not polled in a tight loop.
+   * backoff step and never more than `max`; an unreadable one is ignored.
+   *
+   * Two kinds of answer that are not errors of the server's own saying count as failures too,
+   * so no server makes the client poll in a tight loop:
+   * - an answer that carries messages but neither moves the cursor nor brings a message not
+   *   already delivered (`error` with code `no_progress`);
+   * - an empty answer that came back *early*, in less than half the `wait` asked for (at most
+   *   1 s) or in less than 50 ms: the server or a proxy did not hold the poll. No `error` fires,
+   *   but the next poll waits a backoff step, and at least `initial`.
+   *
+   * With `wait: 0` (short polling) an empty answer is expected at once: the next poll comes
+   * `initial` later, every time. An empty answer to a held poll that was held re-polls at once.
    * @default { initial: 1_000, max: 30_000 }
    */
   backoff?: BackoffOptions;
@@ -104,6 +133,7 @@ export interface ResolvedOptions {
   readonly cursor: Cursor | undefined;
   readonly wait: number;
   readonly limit: number;
+  readonly maxBodyBytes: number;
   readonly timeoutMargin: number;
   readonly fetch: Fetch | undefined;
   readonly headers: HeadersInit | (() => HeadersInit) | undefined;
@@ -117,20 +147,23 @@ function check(valid: boolean, name: string, rule: string, value: unknown): void
 }
 
 const isDuration = (value: number) => Number.isFinite(value) && value >= 0;
+/** The most messages a server gives in one answer (it clamps a larger `limit` to this). */
+const MAX_LIMIT = 1000;
 /** The longest delay `setTimeout` keeps; a longer one fires at once. */
 const MAX_TIMER = 2 ** 31 - 1;
 
 /** Applies the defaults; throws `invalid_option` for a value that cannot work. */
 export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
-  const { cursor, wait = 25_000, limit = 100, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
+  const { cursor, wait = 25_000, limit = 100, maxBodyBytes = 8_388_608, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
   const { initial = 1_000, max = 30_000 } = options.backoff ?? {};
   check(cursor === undefined || typeof cursor === 'string', 'cursor', 'a string', cursor);
   check(isDuration(wait), 'wait', 'a number of milliseconds >= 0', wait);
   check(Number.isSafeInteger(limit) && limit >= 1, 'limit', 'a positive integer', limit);
+  check(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 1, 'maxBodyBytes', 'a positive integer', maxBodyBytes);
   check(Number.isFinite(timeoutMargin) && timeoutMargin > 0, 'timeoutMargin', 'a number of milliseconds > 0', timeoutMargin);
   check(fetch === undefined || typeof fetch === 'function', 'fetch', 'a function', fetch);
   check(Number.isFinite(initial) && initial > 0, 'backoff.initial', 'a number of milliseconds > 0', initial);
   check(Number.isFinite(max) && max >= initial && max <= MAX_TIMER, 'backoff.max', `a number of milliseconds >= backoff.initial and <= ${MAX_TIMER}`, max);
   check(Number.isSafeInteger(bufferSize) && bufferSize >= 1, 'bufferSize', 'a positive integer', bufferSize);
-  return { cursor, wait, limit, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
+  return { cursor, wait, limit: Math.min(limit, MAX_LIMIT), maxBodyBytes, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
 }

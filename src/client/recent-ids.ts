@@ -11,6 +11,11 @@ export class RecentIds {
     this.#capacity = capacity;
   }
 
+  /** Whether `id` is recorded. */
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
   /** Records `id`; returns false when it was already recorded. */
   add(id: string): boolean {
     if (this.#ids.has(id)) return false;

@@ -7,7 +7,13 @@ export class SubscriptionError extends Error {
   override readonly name = 'SubscriptionError';
   /** The HTTP status, when the server answered; `undefined` for a network error or a timeout. */
   readonly status: number | undefined;
-  /** The problem's `code` (e.g. `'limit_exceeded'`), when the server sent problem+json. */
+  /**
+   * The problem's `code` (e.g. `'limit_exceeded'`), when the server sent problem+json; or one
+   * of the client's own: `'answer_too_large'` (even one message's answer passed
+   * `maxBodyBytes`), `'too_many_messages'` (more messages than the poll's `limit`),
+   * `'no_progress'` (only messages already delivered, and the cursor did not move),
+   * `'listener_error'` (a listener threw).
+   */
   readonly code: string | undefined;
   /** Whether the subscription closes because of it. */
   readonly fatal: boolean;

@@ -58,6 +58,12 @@ const RECENT_IDS = 1000;
 const EARLY_ANSWER_SHARE = 0.5;
 /** A server may clamp a long wait (to its `maxWait`, 55 s by default): only a quick answer is early. */
 const EARLY_ANSWER_MAX = 1000;
+/**
+ * An empty answer quicker than this is early whatever the wait: a wait of a few milliseconds,
+ * honoured, would otherwise re-poll hundreds of times a second. So empty answers that are not
+ * early come at most 20 times a second.
+ */
+const EARLY_ANSWER_MIN = 50;
 
 /** Waits `ms`, or less if `signal` aborts; never rejects, and leaves no timer once aborted. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -108,6 +114,11 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   #iterated = false;
   /** Whether the last request succeeded; until one does, polls do not wait (see #poll). */
   #connected = false;
+  /**
+   * The `limit` lowered after an answer larger than `maxBodyBytes`; `undefined` once an answer
+   * had fewer messages than asked for (the backlog is read) and the full limit applies again.
+   */
+  #limitCap: number | undefined;
   /** Whether the last answer was a reset (410). */
   #resetting = false;
   #closed = false;
@@ -220,10 +231,12 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     // says promptly that the server is reachable (and the backlog is in), instead of after a
     // whole wait on a quiet channel. Every poll after a success is held.
     const wait = this.#connected ? this.#options.wait : 0;
+    // Ask for no more than the iterator's buffer can take, so the buffer stays bounded.
+    const limit = Math.min(this.#limitCap ?? this.#options.limit, this.#queue?.free ?? Infinity);
     const startedAt = Date.now();
     let outcome: PollOutcome<T>;
     try {
-      outcome = await this.#poll(wait);
+      outcome = await this.#poll(wait, limit);
     } catch (error) {
       if (this.#closed) return;
       this.#connected = false;
@@ -232,6 +245,18 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       return retryIn;
     }
     if (this.#closed) return;
+    if (outcome.kind === 'oversized') {
+      // Fewer messages make a smaller answer: halve the limit and ask again at once.
+      this.#limitCap = Math.max(1, Math.floor(limit / 2));
+      if (limit > 1) return undefined;
+      const message = `The answer for one message passed maxBodyBytes (${this.#options.maxBodyBytes} bytes)`;
+      outcome = { kind: 'failure', message, status: 200, code: 'answer_too_large', fatal: false, retryAfter: undefined };
+    } else if (outcome.kind === 'messages' && this.#repeats(outcome.messages, outcome.cursor)) {
+      // Dropping the duplicates is right, but succeeding with them would let a server that
+      // repeats itself have the client poll again at once, forever.
+      const message = 'The server sent only messages already delivered, without moving the cursor';
+      outcome = { kind: 'failure', message, status: 200, code: 'no_progress', fatal: false, retryAfter: undefined };
+    }
     if (outcome.kind === 'failure') {
       const { message, status, code, fatal, retryAfter } = outcome;
       if (fatal) {
@@ -262,6 +287,7 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       return again ? this.#backoff.next() : undefined;
     }
     this.#resetting = false;
+    if (outcome.messages.length < limit) this.#limitCap = undefined;
     for (const message of outcome.messages) {
       if (this.#closed) return;
       this.#deliver(message);
@@ -274,22 +300,35 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       this.#cursor = outcome.cursor;
       this.#events.emit('cursor', outcome.cursor);
     }
-    // An empty answer far sooner than the wait asked for was not held (a server or proxy that
-    // answers at once): a backoff step, not a success, or the client would poll in a tight loop.
-    const early = Math.min(wait * EARLY_ANSWER_SHARE, EARLY_ANSWER_MAX);
-    if (outcome.timedOut && wait > 0 && Date.now() - startedAt < early) return this.#backoff.next();
+    if (outcome.timedOut) {
+      // Short polling: an empty answer at once is what was asked for; the interval bounds the rate.
+      if (this.#options.wait === 0) {
+        this.#backoff.reset();
+        return this.#options.backoff.initial;
+      }
+      // An empty answer far sooner than the wait asked for was not held (a server or proxy that
+      // answers at once): a backoff step, not a success, or the client would poll in a tight
+      // loop. Full jitter alone may draw a delay near 0, hence the floor.
+      const early = Math.max(EARLY_ANSWER_MIN, Math.min(wait * EARLY_ANSWER_SHARE, EARLY_ANSWER_MAX));
+      if (wait > 0 && Date.now() - startedAt < early) return Math.max(this.#backoff.next(), this.#options.backoff.initial);
+    }
     this.#backoff.reset();
     return undefined;
   }
 
+  /** Whether an answer with messages brings nothing: every message already delivered, the cursor where it was. */
+  #repeats(messages: readonly Message<T>[], cursor: Cursor | undefined): boolean {
+    if (messages.length === 0 || (cursor !== undefined && cursor !== this.#cursor)) return false;
+    return messages.every((message) => this.#recent.has(message.id));
+  }
+
   /** One request, bounded by its own deadline and by `close()`. */
-  async #poll(wait: number): Promise<PollOutcome<T>> {
-    const { limit, timeoutMargin, headers } = this.#options;
+  async #poll(wait: number, limit: number): Promise<PollOutcome<T>> {
+    const { maxBodyBytes, timeoutMargin, headers } = this.#options;
     const url = new URL(this.#url);
     if (this.#cursor !== undefined) url.searchParams.set('cursor', this.#cursor);
     url.searchParams.set('wait', String(Math.round(wait) / 1000));
-    // Ask for no more than the iterator's buffer can take, so the buffer stays bounded.
-    url.searchParams.set('limit', String(Math.min(limit, this.#queue?.free ?? limit)));
+    url.searchParams.set('limit', String(limit));
     // Read at call time, so a fetch installed after subscribe() (a polyfill, a test) is used.
     const fetcher = this.#options.fetch ?? globalThis.fetch;
     const deadline = requestDeadline(this.#stop.signal, wait + timeoutMargin);
@@ -301,8 +340,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       });
       // The deadline bounded the wait for the headers; the body only has to keep coming.
       deadline.extend(timeoutMargin);
-      const text = hasBody(response.status) ? await readText(response, () => deadline.extend(timeoutMargin)) : '';
-      return readAnswer<T>(response.status, response.headers, text);
+      const text = hasBody(response.status) ? await readText(response, maxBodyBytes, () => deadline.extend(timeoutMargin)) : '';
+      return readAnswer<T>(response.status, response.headers, text, limit);
     } catch (error) {
       // The deadline's reason says more than the AbortError some fetch implementations throw.
       throw deadline.signal.aborted && !this.#stop.signal.aborted ? (deadline.signal.reason as unknown) : error;
