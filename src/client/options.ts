@@ -1,5 +1,6 @@
 import { LongPollError } from '../errors.js';
 import type { Cursor } from '../engine.js';
+import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from '../limits.js';
 
 /**
  * The `fetch` the client calls: the global one, or any function with its shape for the parts
@@ -148,13 +149,12 @@ function check(valid: boolean, name: string, rule: string, value: unknown): void
 
 const isDuration = (value: number) => Number.isFinite(value) && value >= 0;
 /** The most messages a server gives in one answer (it clamps a larger `limit` to this). */
-const MAX_LIMIT = 1000;
 /** The longest delay `setTimeout` keeps; a longer one fires at once. */
 const MAX_TIMER = 2 ** 31 - 1;
 
 /** Applies the defaults; throws `invalid_option` for a value that cannot work. */
 export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
-  const { cursor, wait = 25_000, limit = 100, maxBodyBytes = 8_388_608, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
+  const { cursor, wait = DEFAULT_WAIT, limit = DEFAULT_LIMIT, maxBodyBytes = 8_388_608, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
   const { initial = 1_000, max = 30_000 } = options.backoff ?? {};
   check(cursor === undefined || typeof cursor === 'string', 'cursor', 'a string', cursor);
   check(isDuration(wait), 'wait', 'a number of milliseconds >= 0', wait);

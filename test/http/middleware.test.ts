@@ -10,7 +10,7 @@ import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
 import { hold, json, post, send } from './requests.js';
 
 /**
- * Apps whose own body parser runs before the adapter, as DESIGN allows, and whose own route
+ * Apps whose own body parser runs before the adapter, as the protocol allows, and whose own route
  * after it answers what is outside the prefix.
  */
 const APPS = {
