@@ -87,11 +87,10 @@ export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {
           url: targetOf(request.url),
           header: (name) => request.headers.get(name) ?? undefined,
           body: { chunks: chunksOf(request.body) },
-          signal: request.signal,
           clientKey: info?.remoteAddr?.hostname,
           raw: request,
         },
-        new FetchAnswer(resolve),
+        new FetchAnswer(resolve, request.signal),
       );
     });
 }
@@ -104,13 +103,23 @@ const utf8 = new TextEncoder();
  * streams its bytes and ends the exchange when they are taken (or the body is cancelled). The
  * request's signal ends it too when the client goes away first.
  */
-class FetchAnswer implements ResponseSink {
+class FetchAnswer implements ResponseSink, EventListenerObject {
   #exchange: Exchange | undefined;
 
-  constructor(readonly resolve: (response: Response) => void) {}
+  constructor(
+    readonly resolve: (response: Response) => void,
+    readonly signal: AbortSignal,
+  ) {}
 
   bind(exchange: Exchange): void {
     this.#exchange = exchange;
+    if (this.signal.aborted) exchange.end();
+    else this.signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** The client went away. */
+  handleEvent(): void {
+    this.#exchange?.end();
   }
 
   write(response: PollResponse): void {
@@ -118,21 +127,25 @@ class FetchAnswer implements ResponseSink {
     const { status, headers, body } = response;
     if (body === undefined || !exchange.lease) {
       this.resolve(new Response(body ?? null, { status, headers }));
-      exchange.end();
+      this.done();
       return;
     }
     const bytes = typeof body === 'string' ? utf8.encode(body) : body;
     const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
+      pull: (controller) => {
         controller.enqueue(bytes);
         controller.close();
-        exchange.end();
+        this.done();
       },
-      cancel() {
-        exchange.end();
-      },
+      cancel: () => this.done(),
     });
     this.resolve(new Response(stream, { status, headers }));
+  }
+
+  /** The runtime has the answer: the exchange ends, and the signal is no longer listened to. */
+  done(): void {
+    this.signal.removeEventListener('abort', this);
+    this.#exchange!.end();
   }
 
   abandon(): void {

@@ -16,7 +16,7 @@
  */
 import type { Context, Next } from 'koa';
 import type { Broker } from '../index.js';
-import { bodyChunks, socketTimeoutOf, track } from '../http/connection.js';
+import { bodyChunks, socketTimeoutOf, track, written } from '../http/connection.js';
 import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
@@ -63,10 +63,12 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
           // Koa runs on Node's http server: the same socket timeout can cut a held poll.
           socketTimeout: socketTimeoutOf(req.socket),
         },
-        { write, bind: (exchange) => track(req, res, exchange, sendTimeout), abandon: () => write(undefined) },
+        { write, bind: (exchange) => track(req, res, exchange), abandon: () => write(undefined) },
       );
     });
     if (!response || ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
+    // Koa ends the response after the middleware chain: watch it from there.
+    res.once('prefinish', () => written(res, sendTimeout));
     ctx.status = response.status;
     ctx.set(response.headers);
     const { body: answer } = response;

@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Broker } from '../index.js';
-import { bodyChunks, socketTimeoutOf, track } from '../http/connection.js';
+import { bodyChunks, socketTimeoutOf, track, written } from '../http/connection.js';
 import { createProtocol, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
@@ -68,11 +68,12 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, 
   }
 
   bind(exchange: Exchange): void {
-    track(this.raw, this.res, exchange, this.sendTimeout);
+    track(this.raw, this.res, exchange);
   }
 
   write(response: PollResponse): void {
     writeResponse(this.res, response);
+    written(this.res, this.sendTimeout);
   }
 }
 

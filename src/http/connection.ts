@@ -35,12 +35,14 @@ export interface NodeRequest {
 
 /** What the lifecycle uses of Node's `ServerResponse`. */
 export interface NodeResponse {
+  /** The request it answers. */
+  readonly req: NodeRequest;
   /** Whether the whole response was handed to the socket. */
   readonly writableFinished: boolean;
   /** A header set on the response. */
   getHeader(name: string): unknown;
   /** Adds a listener. */
-  on(event: 'finish' | 'prefinish', listener: (this: NodeResponse) => void): unknown;
+  on(event: 'finish', listener: (this: NodeResponse) => void): unknown;
 }
 
 /**
@@ -66,47 +68,24 @@ export function socketTimeoutOf(socket: object): number | undefined {
 const LINGER = 2_000;
 
 /**
- * The requests of one connection (pipelined requests share it) that still hold something, and
- * the answers written to it that the client has not taken yet.
+ * The clock of a connection whose answers wait for the client: made only when an answer could
+ * not be handed to the socket at once.
  */
-class Connection {
-  readonly open = new Set<Exchange>();
-  /** Answers written but not yet finished. */
-  unsent = 0;
-  timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  watching = false;
-
-  constructor(
-    readonly socket: NodeSocket,
-    readonly sendTimeout: number,
-  ) {}
-
-  /** An answer was written and waits for the client: start the clock if it is not running. */
-  waiting(): void {
-    this.unsent++;
-    if (!this.watching) {
-      this.watching = true;
-      this.socket.on('drain', onDrain);
-    }
-    if (!this.timer) {
-      this.timer = setTimeout(cut, this.sendTimeout, this.socket);
-      this.timer.unref?.();
-    }
-  }
-
-  /** An answer that had waited was taken. */
-  sent(): void {
-    if (--this.unsent === 0) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-  }
+interface SendClock {
+  /** Answers written but not finished. */
+  unsent: number;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
-const connectionOf = Symbol('longpoll-kit connection');
-const stateOf = Symbol('longpoll-kit exchange');
-type TrackedSocket = NodeSocket & { [connectionOf]?: Connection };
-type TrackedResponse = NodeResponse & { [stateOf]?: { exchange: Exchange; connection: Connection; request: NodeRequest; unsent: boolean } };
+/** What a connection holds, kept on the socket: most connections hold one request at a time. */
+const openOf = Symbol('longpoll-kit open exchanges');
+const clockOf = Symbol('longpoll-kit send clock');
+/** What a response holds, kept on the response. */
+const exchangeOf = Symbol('longpoll-kit exchange');
+const unsentOf = Symbol('longpoll-kit unsent');
+
+type TrackedSocket = NodeSocket & { [openOf]?: Exchange | Set<Exchange>; [clockOf]?: SendClock };
+type TrackedResponse = NodeResponse & { [exchangeOf]?: Exchange; [unsentOf]?: boolean };
 
 function cut(socket: NodeSocket): void {
   socket.destroy();
@@ -114,37 +93,43 @@ function cut(socket: NodeSocket): void {
 
 function onDrain(this: NodeSocket): void {
   // Progress: the client is reading, so the clock starts again.
-  (this as TrackedSocket)[connectionOf]?.timer?.refresh();
+  (this as TrackedSocket)[clockOf]?.timer.refresh();
 }
 
 function onSocketClose(this: NodeSocket): void {
-  const connection = (this as TrackedSocket)[connectionOf];
-  if (!connection) return;
-  clearTimeout(connection.timer);
-  for (const exchange of connection.open) exchange.end();
-  connection.open.clear();
+  const socket = this as TrackedSocket;
+  const open = socket[openOf];
+  socket[openOf] = undefined;
+  clearTimeout(socket[clockOf]?.timer);
+  if (open instanceof Set) for (const exchange of open) exchange.end();
+  else open?.end();
 }
 
-/** `res.end()` was called: if the socket did not take the whole answer at once, watch it. */
-function onPrefinish(this: NodeResponse): void {
-  const state = (this as TrackedResponse)[stateOf];
-  if (!state || this.writableFinished) return;
-  state.unsent = true;
-  state.connection.waiting();
+function forget(socket: TrackedSocket, exchange: Exchange): void {
+  const open = socket[openOf];
+  if (open === exchange) socket[openOf] = undefined;
+  else if (open instanceof Set) open.delete(exchange);
 }
 
 function onFinish(this: NodeResponse): void {
-  const state = (this as TrackedResponse)[stateOf];
-  if (!state) return;
-  (this as TrackedResponse)[stateOf] = undefined;
-  const { exchange, connection, request } = state;
-  if (state.unsent) connection.sent();
-  connection.open.delete(exchange);
+  const response = this as TrackedResponse;
+  const exchange = response[exchangeOf];
+  if (!exchange) return;
+  response[exchangeOf] = undefined;
+  const request = response.req;
+  const socket = request.socket as TrackedSocket;
+  if (response[unsentOf]) {
+    const clock = socket[clockOf]!;
+    if (--clock.unsent === 0) {
+      clearTimeout(clock.timer);
+      socket[clockOf] = undefined;
+    }
+  }
+  forget(socket, exchange);
   exchange.end();
   // A refused body left unread: let the client read the answer, but read no more of the body
   // (Node would read and discard it to its end), and close the connection soon in any case.
-  if (!request.complete && String(this.getHeader('connection')).toLowerCase() === 'close') {
-    const { socket } = request;
+  if (!request.complete && String(response.getHeader('connection')).toLowerCase() === 'close') {
     setImmediate(() => socket.pause());
     setTimeout(cut, LINGER, socket).unref?.();
   }
@@ -153,24 +138,45 @@ function onFinish(this: NodeResponse): void {
 /**
  * Ties `exchange` to the real lifetime of its connection: it ends when its answer has been
  * handed to the socket (`finish`) or when the socket closes, whichever comes first, so pipelined
- * requests behind a closed connection are freed at once. An answer the client does not read
- * within `sendTimeout` ms of no progress destroys the socket.
+ * requests behind a closed connection are freed at once.
  */
-export function track(request: NodeRequest, response: NodeResponse, exchange: Exchange, sendTimeout: number): void {
+export function track(request: NodeRequest, response: NodeResponse, exchange: Exchange): void {
   const socket = request.socket as TrackedSocket;
   if (socket.destroyed) {
     exchange.end();
     return;
   }
-  let connection = socket[connectionOf];
-  if (!connection) {
-    connection = new Connection(socket, sendTimeout);
-    socket[connectionOf] = connection;
-    socket.on('close', onSocketClose);
+  const open = socket[openOf];
+  if (open === undefined) {
+    if (!(openOf in socket)) socket.on('close', onSocketClose);
+    socket[openOf] = exchange;
+  } else if (open instanceof Set) {
+    open.add(exchange);
+  } else {
+    // A pipelined request: the connection now holds several.
+    socket[openOf] = new Set([open, exchange]);
   }
-  if (exchange.ended) return;
-  connection.open.add(exchange);
-  (response as TrackedResponse)[stateOf] = { exchange, connection, request, unsent: false };
-  response.on('prefinish', onPrefinish);
+  (response as TrackedResponse)[exchangeOf] = exchange;
   response.on('finish', onFinish);
+}
+
+/**
+ * Call after `response.end()`: when the socket could not take the whole answer at once, the
+ * connection's clock runs, and after `sendTimeout` ms without a `drain` the socket is destroyed
+ * (which ends every exchange on it). A client that keeps reading is never cut.
+ */
+export function written(response: NodeResponse, sendTimeout: number): void {
+  const tracked = response as TrackedResponse;
+  if (response.writableFinished || !tracked[exchangeOf] || tracked[unsentOf]) return;
+  tracked[unsentOf] = true;
+  const socket = response.req.socket as TrackedSocket;
+  const clock = socket[clockOf];
+  if (clock) {
+    clock.unsent++;
+    return;
+  }
+  if (!(clockOf in socket)) socket.on('drain', onDrain);
+  const timer = setTimeout(cut, sendTimeout, socket);
+  timer.unref?.();
+  socket[clockOf] = { unsent: 1, timer };
 }

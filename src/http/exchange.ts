@@ -17,11 +17,6 @@ export interface PollRequest<Req> {
    * nothing).
    */
   readonly body: RequestBody;
-  /**
-   * Where the runtime has one (the fetch `Request`'s): aborts when the client goes away, and
-   * ends the exchange as {@link Exchange.end} does.
-   */
-  readonly signal?: AbortSignal;
   /** The client key to use when no `clientKey` option is given. */
   readonly clientKey: string | undefined;
   /** The framework's own request, handed to `authorize` and `clientKey`. */
@@ -51,37 +46,36 @@ export interface ResponseSink {
 /** Why a poll of a connection that went away ends. */
 const gone = new LongPollError('internal', 'The client went away');
 
+/** What an exchange is doing: waiting to write (its sink), written, or ended. */
+const WRITTEN = 1;
+const ENDED = 2;
+
 /**
  * One request from acceptance to the end of its connection's need for it. It holds what the
  * request acquired (the lease, the broker's held poll) and gives it all back in {@link end},
  * which the adapter calls when the answer has been handed to the socket (`finish`) or the
- * connection is gone, whichever comes first; a fetch runtime, when its signal aborts or the
- * answer's body has been taken.
+ * connection is gone, whichever comes first; a fetch runtime, when the request's signal aborts
+ * or the answer's body has been taken.
  */
-export class Exchange extends PollTicket<unknown> implements EventListenerObject {
+export class Exchange extends PollTicket<unknown> {
   /** The lease of an accepted poll, held until {@link end}. */
   lease: Lease | undefined = undefined;
   /** `Preference-Applied`, when the request asked `Prefer: wait`. */
   applied: string | undefined = undefined;
-  #sink: ResponseSink | undefined;
-  #ended = false;
+  #state: ResponseSink | typeof WRITTEN | typeof ENDED;
 
   constructor(
     sink: ResponseSink,
     readonly timeoutStatus: 200 | 204 | 304,
-    readonly signal: AbortSignal | undefined,
   ) {
     super();
-    this.#sink = sink;
+    this.#state = sink;
     sink.bind?.(this);
-    if (!signal) return;
-    if (signal.aborted) this.end();
-    else signal.addEventListener('abort', this);
   }
 
   /** Whether the connection no longer needs the exchange: nothing more is acquired for it. */
   get ended(): boolean {
-    return this.#ended;
+    return this.#state === ENDED;
   }
 
   /** {@inheritDoc PollTicket.resolve} */
@@ -102,9 +96,9 @@ export class Exchange extends PollTicket<unknown> implements EventListenerObject
 
   /** Writes the answer, once; nothing after the exchange ended. */
   write(response: PollResponse): void {
-    const sink = this.#sink;
-    if (!sink) return;
-    this.#sink = undefined;
+    const sink = this.#state;
+    if (typeof sink !== 'object') return;
+    this.#state = WRITTEN;
     sink.write(response);
   }
 
@@ -113,19 +107,12 @@ export class Exchange extends PollTicket<unknown> implements EventListenerObject
    * connection is gone. Forgets a held poll at once and releases the lease. Idempotent.
    */
   end(): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    const sink = this.#sink;
-    this.#sink = undefined;
-    sink?.abandon?.();
-    this.signal?.removeEventListener('abort', this);
+    const state = this.#state;
+    if (state === ENDED) return;
+    this.#state = ENDED;
+    if (typeof state === 'object') state.abandon?.();
     this.cancel(gone);
     this.lease?.release();
     this.lease = undefined;
-  }
-
-  /** The request's signal aborted. */
-  handleEvent(): void {
-    this.end();
   }
 }

@@ -163,7 +163,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
 
   /** Synchronous up to the poll, so that a poll without `authorize` keeps no suspended frame. */
   function serve(request: PollRequest<Req>, sink: ResponseSink): Exchange {
-    const exchange = new Exchange(sink, timeoutStatus, request.signal);
+    const exchange = new Exchange(sink, timeoutStatus);
     try {
       const { pathname, search } = pathOf(request.url);
       const segment = segmentOf(pathname, prefix);
