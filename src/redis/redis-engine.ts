@@ -4,7 +4,7 @@ import { monotonicFactory, ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from '../engine.js';
 import { LongPollError } from '../errors.js';
 import { parseFrozen } from '../json.js';
-import { appendScript, readScript, type Script } from './scripts.js';
+import { appendScript, checkScript, readScript, type Script } from './scripts.js';
 
 /** Options of {@link RedisEngine}. */
 export interface RedisEngineOptions {
@@ -52,22 +52,13 @@ export interface RedisEngineOptions {
   timeout?: number;
 }
 
-const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
+/**
+ * `epoch.tag.position`: a channel's epoch and a stream entry id, or, for a channel that had no
+ * history, the engine-wide epoch and the Redis time (ms) it was read at.
+ */
+const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}(?:-\d{1,15})?)$/;
 /** A channel's epoch hash outlives its newest message by this much, so cursors keep working. */
 const META_GRACE = 86_400_000;
-/**
- * How long a read keeps a channel's epoch hash alive at least. Reads of channels that never had
- * a message create one (their cursor needs an epoch), so this bounds what such reads can leave
- * behind in Redis; a client idle for longer gets `cursor_expired` and rehydrates.
- *
- * Why a read writes at all: a cursor for a channel without history must still name an epoch,
- * and that epoch must be the one its first message will be appended in. A sentinel epoch that
- * writes nothing would be accepted by whatever epoch the channel gets later, including one
- * created after a flush that lost messages published after the cursor: a silent gap. So every
- * read of an unknown channel costs one small hash with this TTL; applications that serve
- * unauthenticated readers should restrict channels with `authorize` or `channelPattern`.
- */
-const READ_GRACE = 600_000;
 
 /** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
 function tagOf(channel: string): string {
@@ -97,10 +88,10 @@ const TRANSIENT = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', '
 const subscriberRetry = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt - 1, 6), 2_000);
 
 type StreamEntry = [id: string, fields: string[]];
-type AppendReply = [epoch: string, id: string, trimmed: number, expired: number];
+type AppendReply = [epoch: string, id: string, trimmed: number, expired: number, seq: number];
 type ReadReply =
-  | [status: 'expired', epoch: string, floor: string, expired: number]
-  | [status: 'ok', epoch: string, last: string, expired: number, entries: StreamEntry[]];
+  | [status: 'expired', epoch: string, position: string, expired: number, seq: number]
+  | [status: 'ok', epoch: string, position: string, expired: number, seq: number, entries: StreamEntry[]];
 
 /**
  * History in Redis Streams, shared by every instance on the same Redis and prefix: any instance
@@ -152,6 +143,10 @@ export class RedisEngine implements Engine {
   readonly #redis: Redis;
   readonly #timeout: number;
   readonly #notifications: string;
+  /** The engine-wide hash: the epoch of cursors of channels without history, and the append count. */
+  readonly #global: string;
+  /** The highest append count Redis has reported to this instance. */
+  #seen = 0;
   /** Tells this instance's notifications from the others'. */
   readonly #instance = ulid();
   readonly #nextId = monotonicFactory();
@@ -184,6 +179,7 @@ export class RedisEngine implements Engine {
     this.maxAge = maxAge;
     this.#timeout = timeout;
     this.#notifications = `${prefix}appended`;
+    this.#global = `${prefix}epoch`;
   }
 
   /** Starts listening for other instances' appends; polls work at once, wake-ups once it listens. */
@@ -235,6 +231,7 @@ export class RedisEngine implements Engine {
     this.#subscribed = true;
     clearTimeout(this.#resyncTimer);
     if (this.#redis.status === 'ready') {
+      this.#check();
       this.#listener?.resync();
       return;
     }
@@ -246,6 +243,7 @@ export class RedisEngine implements Engine {
 
   /** Your client is back: read again what its outage may have failed or the subscriber missed. */
   readonly #clientReady = (): void => {
+    this.#check();
     if (!this.#subscribed) return; // #listen resyncs once the subscription is back
     clearTimeout(this.#resyncTimer);
     this.#listener?.resync();
@@ -257,14 +255,15 @@ export class RedisEngine implements Engine {
     const keep = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) + META_GRACE : -1;
     let reply: AppendReply;
     try {
-      reply = (await this.#run(appendScript, channel, keep, [this.capacity, id, json, this.#notifications, `${this.#instance}:${channel}`])) as AppendReply;
+      reply = (await this.#run(appendScript, channel, [keep, this.capacity, id, json, this.#notifications, `${this.#instance}:${channel}`])) as AppendReply;
     } catch (error) {
       // A script that timed out may still be stored, and this instance ignores its own
       // notifications: a spurious wake-up costs one read, a missed one a whole wait.
       this.#listener?.appended(channel);
       throw error;
     }
-    const [epoch, entry, trimmed, expired] = reply;
+    const [epoch, entry, trimmed, expired, seq] = reply;
+    this.#saw(seq);
     if (expired > 0) this.#listener?.evicted(channel, expired, 'maxAge');
     if (trimmed > 0) this.#listener?.evicted(channel, trimmed, 'capacity');
     this.#listener?.appended(channel);
@@ -280,17 +279,21 @@ export class RedisEngine implements Engine {
     parseCursor(channel, cursor);
   }
 
-  /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
+  /**
+   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined.
+   * Reading a channel that has no history writes nothing for it in Redis.
+   */
   async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
     const { epoch, position } = cursor === undefined ? { epoch: '', position: '' } : parseCursor(channel, cursor);
-    const reply = (await this.#run(readScript, channel, READ_GRACE, [epoch, position, limit])) as ReadReply;
+    const reply = (await this.#run(readScript, channel, [epoch, position, limit, META_GRACE])) as ReadReply;
+    this.#saw(reply[4]);
     if (reply[3] > 0) this.#listener?.evicted(channel, reply[3], 'maxAge');
     if (reply[0] === 'expired') {
       throw new LongPollError('cursor_expired', 'Messages after the cursor are gone; resume from earliestCursor', {
         earliestCursor: this.#cursor(reply[1], channel, reply[2]),
       });
     }
-    const [, current, last, , entries] = reply;
+    const [, current, last, , , entries] = reply;
     // Frozen: every poll woken by this read shares the array.
     const messages = Object.freeze(entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!)));
     const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
@@ -316,15 +319,30 @@ export class RedisEngine implements Engine {
     this.#subscriber = undefined;
   }
 
-  /** Runs a script for one channel with the prologue's arguments, bounded by `timeout`. `metaTtl`: see scripts.ts. */
-  async #run(script: Script, channel: string, metaTtl: number, args: readonly (string | number)[]): Promise<unknown> {
+  /** Remembers the highest append count Redis reported, which Redis must never report lower. */
+  #saw(seq: number): void {
+    if (seq > this.#seen) this.#seen = seq;
+  }
+
+  /**
+   * After a reconnect, tells Redis the highest append count this instance has seen, so that a
+   * data set that went back (an older snapshot, a replica that lagged) starts a new epoch even
+   * when this instance holds no poll that would read.
+   */
+  #check(): void {
+    if (this.#seen === 0 || this.#redis.status !== 'ready') return;
+    this.#withTimeout(checkScript.run(this.#redis, [this.#global], [ulid().slice(10, 20), this.#seen])).then(
+      (reply) => this.#saw((reply as [string, number])[1]),
+      () => {}, // the next read or append carries the same check
+    );
+  }
+
+  /** Runs a channel script with the prologue's arguments, bounded by `timeout`. */
+  async #run(script: Script, channel: string, args: readonly (string | number)[]): Promise<unknown> {
     const base = `${this.prefix}{${channel}}:`;
     const maxAge = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) : 0;
     try {
-      return await pTimeout(script.run(this.#redis, [`${base}history`, `${base}meta`], [maxAge, ulid().slice(10, 20), metaTtl, ...args]), {
-        milliseconds: this.#timeout,
-        message: `Redis did not answer within ${this.#timeout} ms`,
-      });
+      return await this.#withTimeout(script.run(this.#redis, [this.#global, `${base}history`, `${base}meta`], [ulid().slice(10, 20), this.#seen, maxAge, ...args]));
     } catch (error) {
       // Redis' own answer to a command is a bug or a misconfiguration (500), unless it names a
       // condition that passes; timeouts and connection errors are outages (503).
@@ -333,6 +351,10 @@ export class RedisEngine implements Engine {
       }
       throw new LongPollError('unavailable', 'The message store is unavailable; try again shortly', { cause: error, retryAfter: 1 });
     }
+  }
+
+  #withTimeout<T>(promise: Promise<T>): Promise<T> {
+    return pTimeout(promise, { milliseconds: this.#timeout, message: `Redis did not answer within ${this.#timeout} ms` });
   }
 
   #message(channel: string, entry: string, id: string, json: string): Message {

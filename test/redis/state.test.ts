@@ -1,0 +1,227 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Broker, LongPollError } from 'longpoll-kit';
+import { RedisEngine } from 'longpoll-kit/redis';
+import { redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
+
+const PREFIX = 'state:';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function ready(redis: Redis): Promise<Redis> {
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+  return redis;
+}
+
+/** The error a promise rejects with. */
+async function failure(promise: Promise<unknown>): Promise<LongPollError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(LongPollError);
+  return error as LongPollError;
+}
+
+/** Engines on one redis-server, each on a client of its own (as separate instances have). */
+function instances(url: () => string) {
+  const clients: Redis[] = [];
+  const engines: RedisEngine[] = [];
+  return {
+    /** An engine, attached to a listener that ignores everything unless `broker` will attach it. */
+    async engine(options: { capacity?: number; broker?: boolean } = {}): Promise<RedisEngine> {
+      const redis = new Redis(url(), { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+      redis.on('error', () => {}); // restarts are what these tests cause
+      clients.push(redis);
+      await ready(redis);
+      const engine = new RedisEngine({ redis, prefix: PREFIX, capacity: options.capacity });
+      if (!options.broker) engine.attach({ appended: () => {}, resync: () => {}, evicted: () => {} });
+      engines.push(engine);
+      return engine;
+    },
+    close() {
+      for (const engine of engines.splice(0)) void engine.close();
+      for (const redis of clients.splice(0)) redis.disconnect();
+    },
+  };
+}
+
+const data = (batch: { messages: readonly { data: unknown }[] }) => batch.messages.map((m) => m.data);
+
+describe.runIf(redisAvailable())('RedisEngine: what reads leave in Redis', () => {
+  let server: RedisServer;
+  let admin: Redis;
+  const made = instances(() => server.url);
+
+  beforeAll(async () => {
+    server = await startRedis();
+    admin = new Redis(server.url);
+  });
+
+  afterEach(async () => {
+    made.close();
+    await admin.flushall();
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  it('writes nothing per channel when 1,000 unknown channels are read and polled', async () => {
+    const engine = await made.engine({ broker: true });
+    const b = new Broker({ engine });
+    try {
+      await b.read('warm-up'); // the engine-wide key, once
+      const engineWide = await admin.dbsize();
+      expect(engineWide).toBeLessThanOrEqual(1);
+      for (let n = 0; n < 1_000; n++) {
+        const channel = `unknown-${n}`;
+        const { cursor } = await b.read(channel);
+        b.checkCursor(channel, cursor);
+        const polled = await b.poll(channel, { cursor, wait: 0 });
+        expect(polled).toMatchObject({ messages: [], timedOut: true });
+        await b.poll(channel, { cursor: polled.cursor, wait: 0 });
+      }
+      expect(await admin.dbsize()).toBe(engineWide);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('delivers the first messages published after a read of a channel without history, through any instance', async () => {
+    const [reader, writer] = [await made.engine(), await made.engine()];
+    const { cursor } = await reader.read('first', undefined, 10);
+    await writer.append('first', JSON.stringify('one'));
+    await writer.append('first', JSON.stringify('two'));
+    const batch = await reader.read('first', cursor, 10);
+    expect(data(batch)).toEqual(['one', 'two']);
+    expect(data(await reader.read('first', batch.cursor, 10))).toEqual([]);
+  });
+
+  it('expires a cursor of a channel without history after a FLUSHALL, even once the channel has messages again', async () => {
+    const { cursor } = await (await made.engine()).read('flushed', undefined, 10);
+    await admin.flushall();
+    const after = await made.engine();
+    await after.append('flushed', JSON.stringify('after the flush'));
+    const error = await failure(after.read('flushed', cursor, 10));
+    expect(error.code).toBe('cursor_expired');
+    expect(data(await after.read('flushed', error.earliestCursor, 10))).toEqual(['after the flush']);
+  });
+
+  it('expires a cursor of a channel without history when messages published after it were trimmed', async () => {
+    const engine = await made.engine({ capacity: 2 });
+    const { cursor } = await engine.read('trimmed', undefined, 10);
+    for (const n of [1, 2, 3]) await engine.append('trimmed', String(n));
+    const error = await failure(engine.read('trimmed', cursor, 10));
+    expect(error.code).toBe('cursor_expired');
+    expect(data(await engine.read('trimmed', error.earliestCursor, 10))).toEqual([2, 3]);
+  });
+
+  it('expires a cursor of a channel without history when its stream was deleted and created again since', async () => {
+    const engine = await made.engine();
+    const { cursor } = await engine.read('deleted', undefined, 10);
+    await engine.append('deleted', JSON.stringify('lost'));
+    await admin.del(`${PREFIX}{deleted}:history`);
+    await engine.append('deleted', JSON.stringify('new'));
+    const error = await failure(engine.read('deleted', cursor, 10));
+    expect(error.code).toBe('cursor_expired');
+    expect(data(await engine.read('deleted', error.earliestCursor, 10))).toEqual(['new']);
+  });
+
+  it('expires a cursor of a channel without history that is older than a channel’s keys could live', async () => {
+    const engine = await made.engine();
+    const { cursor } = await engine.read('old', undefined, 10);
+    const [epoch, tag, at] = cursor.split('.');
+    const dayOld = `${epoch}.${tag}.${Number(at) - 86_400_000}`;
+    expect((await failure(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
+    await engine.append('old', JSON.stringify('x'));
+    expect((await failure(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
+    expect(data(await engine.read('old', cursor, 10))).toEqual(['x']);
+  });
+});
+
+describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
+  let server: RedisServer;
+  const made = instances(() => server.url);
+
+  beforeAll(async () => {
+    server = await startRedis(); // no AOF; SAVE writes the RDB it restarts from
+  });
+
+  afterEach(() => made.close());
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** Kills redis-server and starts it again from whatever it saved last. */
+  async function restart(): Promise<void> {
+    await server.kill('SIGKILL');
+    await server.restart();
+  }
+
+  it('restarted empty: expires every cursor, of channels with and without history', async () => {
+    const before = await made.engine();
+    const seen = await before.append('empty-restart', JSON.stringify('seen'));
+    const { cursor: nothingYet } = await before.read('empty-restart-2', undefined, 10);
+    made.close(); // no instance outlives the restart: only the cursors can tell
+    const admin = await ready(new Redis(server.url));
+    await admin.flushall(); // the RDB a restart would load is empty
+    await admin.save();
+    admin.disconnect();
+    await restart();
+    const after = await made.engine();
+    await after.append('empty-restart', JSON.stringify('new'));
+    await after.append('empty-restart-2', JSON.stringify('new'));
+    for (const [channel, cursor] of [['empty-restart', seen.cursor], ['empty-restart-2', nothingYet]] as const) {
+      const error = await failure(after.read(channel, cursor, 10));
+      expect(error.code).toBe('cursor_expired');
+      expect(data(await after.read(channel, error.earliestCursor, 10))).toEqual(['new']);
+    }
+  });
+
+  it('restarted from an older snapshot: a cursor ahead of the stream’s last entry gets cursor_expired at once, not a wait', async () => {
+    const admin = await ready(new Redis(server.url));
+    const before = await made.engine();
+    await before.append('rollback', JSON.stringify('saved'));
+    await admin.save();
+    admin.disconnect();
+    const lost = await before.append('rollback', JSON.stringify('lost'));
+    made.close();
+    await restart();
+    const engine = await made.engine({ broker: true });
+    const b = new Broker({ engine });
+    try {
+      const started = performance.now();
+      const error = await failure(b.poll('rollback', { cursor: lost.cursor, wait: 5_000 }));
+      expect(error.code).toBe('cursor_expired');
+      expect(performance.now() - started).toBeLessThan(1_000);
+      expect(data(await b.read('rollback', { cursor: error.earliestCursor }))).toEqual(['saved']);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('restarted from an older snapshot: an instance that outlived the restart expires every cursor issued before, even after new publishes', async () => {
+    const admin = await ready(new Redis(server.url));
+    const survivor = await made.engine();
+    const saved = await survivor.append('rollback-a', JSON.stringify('saved'));
+    await admin.save();
+    // After the snapshot: a message that the restart loses, and a cursor of a channel read
+    // while it had no history, whose first message the restart loses too.
+    await survivor.append('rollback-a', JSON.stringify('lost'));
+    const { cursor: nothingYet } = await survivor.read('rollback-b', undefined, 10);
+    await survivor.append('rollback-b', JSON.stringify('lost'));
+    admin.disconnect();
+    await restart();
+    await sleep(300); // the survivor's client reconnects (retry every 50 ms) and checks
+    const fresh = await made.engine();
+    await fresh.append('rollback-a', JSON.stringify('new'));
+    await fresh.append('rollback-b', JSON.stringify('new'));
+    for (const [channel, cursor] of [['rollback-a', saved.cursor], ['rollback-b', nothingYet]] as const) {
+      const error = await failure(fresh.read(channel, cursor, 10));
+      expect(error.code).toBe('cursor_expired');
+      expect(data(await fresh.read(channel, error.earliestCursor, 10))).toContain('new');
+    }
+  });
+});
