@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, LongPollError } from 'longpoll-kit';
 import { RedisEngine } from 'longpoll-kit/redis';
-import { redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
+import { freePort, redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = 'state:';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -222,6 +222,49 @@ describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
       const error = await failure(fresh.read(channel, cursor, 10));
       expect(error.code).toBe('cursor_expired');
       expect(data(await fresh.read(channel, error.earliestCursor, 10))).toContain('new');
+    }
+  });
+});
+
+describe.runIf(redisAvailable())('RedisEngine when its connections cannot open', () => {
+  it('answers unavailable (503) while Redis is not there, and serves and wakes polls once it is', async () => {
+    const port = await freePort();
+    const made = instances(() => `redis://127.0.0.1:${port}`);
+    const redis = new Redis(`redis://127.0.0.1:${port}`, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+    redis.on('error', () => {});
+    const b = new Broker({ engine: new RedisEngine({ redis, prefix: PREFIX }) });
+    const errors: Error[] = [];
+    b.on('error', (error) => errors.push(error));
+    let late: RedisServer | undefined;
+    try {
+      await expect(b.publish('late', 'early')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
+      await expect(b.read('late')).rejects.toMatchObject({ code: 'unavailable', status: 503 });
+      await sleep(200); // the connections keep failing to open
+      expect(errors).toHaveLength(1); // the listening connection's outage, reported once
+      expect(errors[0]).toMatchObject({ code: 'unavailable' });
+      late = await startRedis(port);
+      await ready(redis);
+      const admin = await ready(new Redis(late.url));
+      try {
+        // The listening connection is back too: a publish through another instance wakes a held poll.
+        const listening = async () => ((await admin.pubsub('NUMSUB', `${PREFIX}appended`)) as [string, number])[1];
+        for (const deadline = Date.now() + 5_000; (await listening()) !== 1 && Date.now() < deadline; ) await sleep(20);
+        expect(await listening()).toBe(1);
+        const { cursor } = await b.read('late');
+        const held = b.poll('late', { cursor, wait: 5_000 });
+        await sleep(50);
+        const other = await made.engine();
+        await other.append('late', JSON.stringify('hello'));
+        expect(data(await held)).toEqual(['hello']);
+        expect(data(await b.publish('late', 'again').then(() => b.read('late', { cursor })))).toEqual(['hello', 'again']);
+      } finally {
+        admin.disconnect();
+      }
+    } finally {
+      await b.close();
+      made.close();
+      redis.disconnect();
+      await late?.stop();
     }
   });
 });
