@@ -1,3 +1,4 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, LongPollError } from 'longpoll-kit';
@@ -43,6 +44,12 @@ function instances(url: () => string) {
       for (const redis of clients.splice(0)) redis.disconnect();
     },
   };
+}
+
+/** Waits, at most 5 s, until reading `cursor` fails: once an instance that outlived the change has reconnected. */
+async function untilExpired(engine: RedisEngine, channel: string, cursor: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && (await engine.read(channel, cursor, 10).then(() => true, () => false))) await sleep(20);
 }
 
 const data = (batch: { messages: readonly { data: unknown }[] }) => batch.messages.map((m) => m.data);
@@ -214,8 +221,8 @@ describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
     await survivor.append('rollback-b', JSON.stringify('lost'));
     admin.disconnect();
     await restart();
-    await sleep(300); // the survivor's client reconnects (retry every 50 ms) and checks
-    const fresh = await made.engine();
+    const fresh = await made.engine(); // a new instance, which knows nothing of before
+    await untilExpired(fresh, 'rollback-a', saved.cursor); // the survivor reconnects and checks
     await fresh.append('rollback-a', JSON.stringify('new'));
     await fresh.append('rollback-b', JSON.stringify('new'));
     for (const [channel, cursor] of [['rollback-a', saved.cursor], ['rollback-b', nothingYet]] as const) {
@@ -265,6 +272,68 @@ describe.runIf(redisAvailable())('RedisEngine when its connections cannot open',
       made.close();
       redis.disconnect();
       await late?.stop();
+    }
+  });
+});
+
+/** A TCP proxy on 127.0.0.1 whose target can be switched, as a failover moves the primary. */
+async function proxy(target: number): Promise<{ port: number; switchTo(port: number): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(target, '127.0.0.1');
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(a);
+      a.on('error', () => b.destroy());
+      a.on('close', () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+      a.pipe(b);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    switchTo(port) {
+      target = port;
+      for (const socket of sockets) socket.destroy(); // the old primary's connections drop
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe.runIf(redisAvailable())('RedisEngine after a failover to a replica that lagged', () => {
+  it('expires every cursor issued before when an instance that saw the lost appends is still running', async () => {
+    const [primary, replica] = [await startRedis(), await startRedis()];
+    const front = await proxy(primary.port);
+    const made = instances(() => `redis://127.0.0.1:${front.port}`);
+    const admin = await ready(new Redis(replica.url));
+    try {
+      const survivor = await made.engine();
+      const saved = await survivor.append('failover', JSON.stringify('replicated'));
+      const primaryAdmin = await ready(new Redis(primary.url));
+      await primaryAdmin.config('SET', 'repl-diskless-sync-delay', '0'); // sync at once, not after 5 s
+      primaryAdmin.disconnect();
+      await admin.replicaof('127.0.0.1', primary.port);
+      for (const deadline = Date.now() + 5_000; !/master_link_status:up/.test(await admin.info('replication')) && Date.now() < deadline; ) await sleep(20);
+      expect(await admin.info('replication')).toMatch(/master_link_status:up/);
+      await admin.replicaof('NO', 'ONE'); // from here on the replica lags behind
+      await survivor.append('failover', JSON.stringify('lost'));
+      front.switchTo(replica.port); // promoted
+      const fresh = await made.engine(); // a new instance, which knows nothing of before
+      await untilExpired(fresh, 'failover', saved.cursor); // the survivor reconnects and checks
+      await fresh.append('failover', JSON.stringify('new'));
+      const error = await failure(fresh.read('failover', saved.cursor, 10));
+      expect(error.code).toBe('cursor_expired');
+      expect(data(await fresh.read('failover', error.earliestCursor, 10))).toEqual(['new']);
+    } finally {
+      made.close();
+      admin.disconnect();
+      await front.close();
+      await Promise.all([primary.stop(), replica.stop()]);
     }
   });
 });
