@@ -97,27 +97,30 @@ type ReadReply =
  * History in Redis Streams, shared by every instance on the same Redis and prefix: any instance
  * can answer any client from its cursor, so a load balancer needs no sticky sessions.
  *
- * Each channel is one stream, `{prefix}{channel}:history`, plus a small hash with its epoch.
- * One Lua script appends, trims by `capacity` and `maxAge` and publishes a notification on
- * `{prefix}appended`, atomically; each instance listens there on one connection of its own
- * (`redis.duplicate()`) and, after every reconnect, reads every channel with held polls again,
- * so a notification lost in an outage costs latency, never a message.
+ * Each channel is one stream, `{prefix}{channel}:history`, plus a small hash with its epoch,
+ * `{prefix}{channel}:meta`; one more hash per prefix, `{prefix}epoch`, holds the engine-wide
+ * epoch and counts appends. One Lua script appends, trims by `capacity` and `maxAge` and
+ * publishes a notification on `{prefix}appended`, atomically; each instance listens there on
+ * one connection of its own (`redis.duplicate()`) and, after every reconnect, reads every
+ * channel with held polls again, so a notification lost in an outage costs latency, never a
+ * message.
  *
- * A cursor names the channel's epoch and a stream entry id. When Redis lost a channel's history
- * (a flush, a restart without persistence) or trimmed past the cursor, reads fail with
- * `cursor_expired` and `earliestCursor`, never with a silent gap. For the same guarantee across
+ * A cursor names the channel's epoch and a stream entry id. Reading a channel that has no
+ * history writes nothing for it: its cursor names the engine-wide epoch and the time it was
+ * read, and is good for the channel's first messages published since. When Redis lost a
+ * channel's history (a flush, a restart without persistence) or trimmed past the cursor, reads
+ * fail with `cursor_expired` and `earliestCursor`, never with a silent gap. After a restart
+ * from an older snapshot or a failover to a replica that lagged, the engine notices only part
+ * of what was lost (the README's section on Redis says exactly what); for the guarantee across
  * a Redis crash, run Redis with `appendonly yes` and `appendfsync always` and no asynchronous
- * failover, and with `maxmemory-policy noeviction`: weaker durability can lose acknowledged
- * publishes and, if Redis' clock also goes back, reuse ids.
+ * failover, and with `maxmemory-policy noeviction`.
  *
  * Needs Redis >= 6.2 (a single server or Sentinel); Redis Cluster is not supported yet.
- * The first read of a channel without history writes its small epoch hash (see the README).
  *
  * While Redis is unreachable, `append` and `read` fail with `unavailable` (HTTP 503 with
  * `Retry-After`) within `timeout`; nothing is reported as published that Redis did not store.
  *
- * Keys expire: a stream with its newest message, the epoch hash a day later (or ten minutes
- * after the last read, for a channel that was only ever read).
+ * Keys expire: a stream with its newest message, the channel's epoch hash a day later.
  *
  * `stats()` and `retains()` describe nothing: the history lives in Redis, shared by all
  * instances (ask Redis, e.g. `XLEN`).

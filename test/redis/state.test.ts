@@ -135,6 +135,17 @@ describe.runIf(redisAvailable())('RedisEngine: what reads leave in Redis', () =>
     expect(data(await engine.read('deleted', error.earliestCursor, 10))).toEqual(['new']);
   });
 
+  it('expires the cursors of a channel whose keys were both deleted, new messages or not', async () => {
+    const engine = await made.engine();
+    const seen = await engine.append('both-deleted', JSON.stringify('seen'));
+    await admin.del(`${PREFIX}{both-deleted}:history`, `${PREFIX}{both-deleted}:meta`);
+    expect((await failure(engine.read('both-deleted', seen.cursor, 10))).code).toBe('cursor_expired');
+    await engine.append('both-deleted', JSON.stringify('new'));
+    const error = await failure(engine.read('both-deleted', seen.cursor, 10));
+    expect(error.code).toBe('cursor_expired');
+    expect(data(await engine.read('both-deleted', error.earliestCursor, 10))).toEqual(['new']);
+  });
+
   it('expires a cursor of a channel without history that is older than a channel’s keys could live', async () => {
     const engine = await made.engine();
     const { cursor } = await engine.read('old', undefined, 10);
@@ -166,6 +177,24 @@ describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
     await server.kill('SIGKILL');
     await server.restart();
   }
+
+  it('restarted without losing anything: every cursor keeps working, with no cursor_expired', async () => {
+    const admin = await ready(new Redis(server.url));
+    const survivor = await made.engine();
+    const seen = await survivor.append('kept', JSON.stringify('seen'));
+    const { cursor: nothingYet } = await survivor.read('kept-2', undefined, 10);
+    await admin.save(); // the RDB holds everything: as if every write had been fsynced
+    admin.disconnect();
+    await restart();
+    const fresh = await made.engine();
+    // The survivor's first command after it reconnects checks: it saw nothing Redis lacks.
+    for (let answered = false; !answered; ) answered = await survivor.read('kept-probe', undefined, 1).then(() => true, () => sleep(20).then(() => false));
+    await fresh.append('kept', JSON.stringify('new'));
+    await fresh.append('kept-2', JSON.stringify('new'));
+    expect(data(await fresh.read('kept', seen.cursor, 10))).toEqual(['new']);
+    expect(data(await fresh.read('kept-2', nothingYet, 10))).toEqual(['new']);
+    expect(data(await survivor.read('kept', seen.cursor, 10))).toEqual(['new']);
+  });
 
   it('restarted empty: expires every cursor, of channels with and without history', async () => {
     const before = await made.engine();
