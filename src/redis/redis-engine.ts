@@ -57,7 +57,11 @@ export interface RedisEngineOptions {
  * history, the engine-wide epoch and the Redis time (ms) it was read at.
  */
 const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}(?:-\d{1,15})?)$/;
-/** A channel's epoch hash outlives its newest message by this much, so cursors keep working. */
+/**
+ * A channel's epoch hash outlives its newest message by this much, so cursors keep working. So
+ * a channel's keys cannot have been created and expired within this time, and a cursor read
+ * while the channel had no history is good for this long (each poll renews it).
+ */
 const META_GRACE = 86_400_000;
 
 /** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
