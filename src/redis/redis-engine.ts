@@ -54,15 +54,18 @@ export interface RedisEngineOptions {
 
 /**
  * `epoch.tag.position`: a channel's epoch and a stream entry id, or, for a channel that had no
- * history, the engine-wide epoch and the Redis time (ms) it was read at.
+ * history, the engine-wide epoch and `{Redis time in ms}-0` when it was read.
  */
-const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}(?:-\d{1,15})?)$/;
+const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
 /**
  * A channel's epoch hash outlives its newest message by this much, so cursors keep working. So
  * a channel's keys cannot have been created and expired within this time, and a cursor read
  * while the channel had no history is good for this long (each poll renews it).
  */
 const META_GRACE = 86_400_000;
+
+/** Two random epochs for a script: the engine's if it needs a new one, and a channel's. */
+const newEpochs = (): string => ulid().slice(10, 20) + ulid().slice(10, 20);
 
 /** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
 function tagOf(channel: string): string {
@@ -338,7 +341,7 @@ export class RedisEngine implements Engine {
    */
   #check(): void {
     if (this.#seen === 0 || this.#redis.status !== 'ready') return;
-    this.#withTimeout(checkScript.run(this.#redis, [this.#global], [ulid().slice(10, 20), this.#seen])).then(
+    this.#withTimeout(checkScript.run(this.#redis, [this.#global], [newEpochs(), this.#seen])).then(
       (reply) => this.#saw((reply as [string, number])[1]),
       () => {}, // the next read or append carries the same check
     );
@@ -349,7 +352,7 @@ export class RedisEngine implements Engine {
     const base = `${this.prefix}{${channel}}:`;
     const maxAge = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) : 0;
     try {
-      return await this.#withTimeout(script.run(this.#redis, [this.#global, `${base}history`, `${base}meta`], [ulid().slice(10, 20), this.#seen, maxAge, ...args]));
+      return await this.#withTimeout(script.run(this.#redis, [this.#global, `${base}history`, `${base}meta`], [newEpochs(), this.#seen, maxAge, ...args]));
     } catch (error) {
       // Redis' own answer to a command is a bug or a misconfiguration (500), unless it names a
       // condition that passes; timeouts and connection errors are outages (503).

@@ -3,8 +3,9 @@ import type { Redis } from 'ioredis';
 
 /**
  * The engine-wide bookkeeping every script starts with:
- * KEYS[1] the engine-wide hash {epoch, seq}; ARGV[1] a new epoch to use if it is gone or went
- * back, ARGV[2] the highest `seq` the calling instance has seen in a reply.
+ * KEYS[1] the engine-wide hash {epoch, seq}; ARGV[1] two new epochs, 10 characters each: the
+ * first for the engine if its epoch is gone or went back, the second for a channel that needs
+ * one; ARGV[2] the highest `seq` the calling instance has seen in a reply.
  *
  * `seq` counts appends. It only grows, so a `seq` below what an instance has already seen means
  * the data set went back in time (restored from an older RDB or AOF, or a failover to a replica
@@ -12,13 +13,14 @@ import type { Redis } from 'ioredis';
  * those of every channel's hash too (their `engine` field names the epoch they belong to).
  */
 const ENGINE = `
-local global, newEpoch, seen = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local global, seen = KEYS[1], tonumber(ARGV[2])
+local newEngineEpoch, newEpoch = string.sub(ARGV[1], 1, 10), string.sub(ARGV[1], 11, 20)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local engine = redis.call('HMGET', global, 'epoch', 'seq')
 local engineEpoch, seq = engine[1], tonumber(engine[2]) or 0
 if not engineEpoch or seq < seen then
-  engineEpoch = newEpoch
+  engineEpoch = newEngineEpoch
   if seq < seen then seq = seen end
   redis.call('HSET', global, 'epoch', engineEpoch, 'seq', string.format('%.0f', seq))
 end
@@ -146,26 +148,31 @@ return {epoch, id, trimmed, expired, seq}
 
 /**
  * Reads after a cursor. After the prologue's ARGV: ARGV[4] the cursor's epoch ('' for no
- * cursor), ARGV[5] its position: an entry id, or for a cursor issued while the channel had no
- * history, the Redis time (ms) it was issued; ARGV[6] the limit; ARGV[7] how old, in ms, such a
- * cursor may be (no channel's hash expires sooner after its last append).
+ * cursor), ARGV[5] its position, an entry id; ARGV[6] the limit; ARGV[7] how old, in ms, a
+ * cursor read while the channel had no history may be (no channel's hash expires sooner after
+ * its last append).
  * Returns {'expired', epoch, position, expired, seq} or {'ok', epoch, position, expired, seq,
  * entries}, where epoch and position make the cursor to resume from.
  *
- * A channel without history writes nothing: its cursor is {engine-wide epoch, now}. Such a cursor
+ * A channel without history writes nothing: its cursor is {engine-wide epoch, now-0}, the same
+ * shape as any other (a version of this engine that knows no engine-wide epoch answers it with
+ * cursor_expired, not invalid_cursor), told apart by its epoch. Such a cursor
  * is good for the channel's first epoch begun since (born no earlier) if nothing has left it
  * yet; after a flush the engine-wide epoch differs, and a hash that was created and expired in
  * between would have lived longer than ARGV[7].
  */
 const READ = `${CHANNEL}
 local cursorEpoch, position, limit, fresh = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
-local empty = cursorEpoch ~= '' and string.find(position, '-', 1, true) == nil
-local function stale()
-  return cursorEpoch ~= engineEpoch or tonumber(position) > now or tonumber(position) + fresh <= now
-end
 if hasStream and not current then open() end
+-- Read while the channel had no history: it names the engine-wide epoch, never a channel's.
+local empty = cursorEpoch ~= '' and cursorEpoch == engineEpoch and cursorEpoch ~= epoch
+local readAt = 0
+if empty then readAt = parse(position) end
+local function stale()
+  return readAt > now or readAt + fresh <= now
+end
 if not current then
-  local at = string.format('%.0f', now)
+  local at = string.format('%.0f-0', now)
   if cursorEpoch ~= '' and (not empty or stale()) then return {'expired', engineEpoch, at, 0, seq} end
   return {'ok', engineEpoch, at, 0, seq, {}}
 end
@@ -173,7 +180,7 @@ expire()
 local from = floor
 if cursorEpoch ~= '' then
   if empty then
-    if stale() or floor ~= '0-0' or not born or tonumber(born) < tonumber(position) then
+    if stale() or floor ~= '0-0' or not born or tonumber(born) < readAt then
       return {'expired', epoch, floor, expired, seq}
     end
     from = '0-0'
