@@ -4,7 +4,7 @@ import { monotonicFactory, ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from '../engine.js';
 import { LongPollError } from '../errors.js';
 import { parseFrozen } from '../json.js';
-import { appendScript, readScript, type Script } from './scripts.js';
+import { appendScript, checkScript, readScript, type Script } from './scripts.js';
 
 /** Options of {@link RedisEngine}. */
 export interface RedisEngineOptions {
@@ -52,22 +52,20 @@ export interface RedisEngineOptions {
   timeout?: number;
 }
 
-const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
-/** A channel's epoch hash outlives its newest message by this much, so cursors keep working. */
-const META_GRACE = 86_400_000;
 /**
- * How long a read keeps a channel's epoch hash alive at least. Reads of channels that never had
- * a message create one (their cursor needs an epoch), so this bounds what such reads can leave
- * behind in Redis; a client idle for longer gets `cursor_expired` and rehydrates.
- *
- * Why a read writes at all: a cursor for a channel without history must still name an epoch,
- * and that epoch must be the one its first message will be appended in. A sentinel epoch that
- * writes nothing would be accepted by whatever epoch the channel gets later, including one
- * created after a flush that lost messages published after the cursor: a silent gap. So every
- * read of an unknown channel costs one small hash with this TTL; applications that serve
- * unauthenticated readers should restrict channels with `authorize` or `channelPattern`.
+ * `epoch.tag.position`: a channel's epoch and a stream entry id, or, for a channel that had no
+ * history, the engine-wide epoch and `{Redis time in ms}-0` when it was read.
  */
-const READ_GRACE = 600_000;
+const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.(\d{1,15}-\d{1,15})$/;
+/**
+ * A channel's epoch hash outlives its newest message by this much, so cursors keep working. So
+ * a channel's keys cannot have been created and expired within this time, and a cursor read
+ * while the channel had no history is good for this long (each poll renews it).
+ */
+const META_GRACE = 86_400_000;
+
+/** Two random epochs for a script: the engine's if it needs a new one, and a channel's. */
+const newEpochs = (): string => ulid().slice(10, 20) + ulid().slice(10, 20);
 
 /** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
 function tagOf(channel: string): string {
@@ -97,36 +95,39 @@ const TRANSIENT = new Set(['OOM', 'LOADING', 'BUSY', 'READONLY', 'MASTERDOWN', '
 const subscriberRetry = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt - 1, 6), 2_000);
 
 type StreamEntry = [id: string, fields: string[]];
-type AppendReply = [epoch: string, id: string, trimmed: number, expired: number];
+type AppendReply = [epoch: string, id: string, trimmed: number, expired: number, seq: number];
 type ReadReply =
-  | [status: 'expired', epoch: string, floor: string, expired: number]
-  | [status: 'ok', epoch: string, last: string, expired: number, entries: StreamEntry[]];
+  | [status: 'expired', epoch: string, position: string, expired: number, seq: number]
+  | [status: 'ok', epoch: string, position: string, expired: number, seq: number, entries: StreamEntry[]];
 
 /**
  * History in Redis Streams, shared by every instance on the same Redis and prefix: any instance
  * can answer any client from its cursor, so a load balancer needs no sticky sessions.
  *
- * Each channel is one stream, `{prefix}{channel}:history`, plus a small hash with its epoch.
- * One Lua script appends, trims by `capacity` and `maxAge` and publishes a notification on
- * `{prefix}appended`, atomically; each instance listens there on one connection of its own
- * (`redis.duplicate()`) and, after every reconnect, reads every channel with held polls again,
- * so a notification lost in an outage costs latency, never a message.
+ * Each channel is one stream, `{prefix}{channel}:history`, plus a small hash with its epoch,
+ * `{prefix}{channel}:meta`; one more hash per prefix, `{prefix}epoch`, holds the engine-wide
+ * epoch and counts appends. One Lua script appends, trims by `capacity` and `maxAge` and
+ * publishes a notification on `{prefix}appended`, atomically; each instance listens there on
+ * one connection of its own (`redis.duplicate()`) and, after every reconnect, reads every
+ * channel with held polls again, so a notification lost in an outage costs latency, never a
+ * message.
  *
- * A cursor names the channel's epoch and a stream entry id. When Redis lost a channel's history
- * (a flush, a restart without persistence) or trimmed past the cursor, reads fail with
- * `cursor_expired` and `earliestCursor`, never with a silent gap. For the same guarantee across
+ * A cursor names the channel's epoch and a stream entry id. Reading a channel that has no
+ * history writes nothing for it: its cursor names the engine-wide epoch and the time it was
+ * read, and is good for the channel's first messages published since. When Redis lost a
+ * channel's history (a flush, a restart without persistence) or trimmed past the cursor, reads
+ * fail with `cursor_expired` and `earliestCursor`, never with a silent gap. After a restart
+ * from an older snapshot or a failover to a replica that lagged, the engine notices only part
+ * of what was lost (the README's section on Redis says exactly what); for the guarantee across
  * a Redis crash, run Redis with `appendonly yes` and `appendfsync always` and no asynchronous
- * failover, and with `maxmemory-policy noeviction`: weaker durability can lose acknowledged
- * publishes and, if Redis' clock also goes back, reuse ids.
+ * failover, and with `maxmemory-policy noeviction`.
  *
  * Needs Redis >= 6.2 (a single server or Sentinel); Redis Cluster is not supported yet.
- * The first read of a channel without history writes its small epoch hash (see the README).
  *
  * While Redis is unreachable, `append` and `read` fail with `unavailable` (HTTP 503 with
  * `Retry-After`) within `timeout`; nothing is reported as published that Redis did not store.
  *
- * Keys expire: a stream with its newest message, the epoch hash a day later (or ten minutes
- * after the last read, for a channel that was only ever read).
+ * Keys expire: a stream with its newest message, the channel's epoch hash a day later.
  *
  * `stats()` and `retains()` describe nothing: the history lives in Redis, shared by all
  * instances (ask Redis, e.g. `XLEN`).
@@ -152,6 +153,10 @@ export class RedisEngine implements Engine {
   readonly #redis: Redis;
   readonly #timeout: number;
   readonly #notifications: string;
+  /** The engine-wide hash: the epoch of cursors of channels without history, and the append count. */
+  readonly #global: string;
+  /** The highest append count Redis has reported to this instance. */
+  #seen = 0;
   /** Tells this instance's notifications from the others'. */
   readonly #instance = ulid();
   readonly #nextId = monotonicFactory();
@@ -184,6 +189,7 @@ export class RedisEngine implements Engine {
     this.maxAge = maxAge;
     this.#timeout = timeout;
     this.#notifications = `${prefix}appended`;
+    this.#global = `${prefix}epoch`;
   }
 
   /** Starts listening for other instances' appends; polls work at once, wake-ups once it listens. */
@@ -235,6 +241,7 @@ export class RedisEngine implements Engine {
     this.#subscribed = true;
     clearTimeout(this.#resyncTimer);
     if (this.#redis.status === 'ready') {
+      this.#check();
       this.#listener?.resync();
       return;
     }
@@ -246,6 +253,7 @@ export class RedisEngine implements Engine {
 
   /** Your client is back: read again what its outage may have failed or the subscriber missed. */
   readonly #clientReady = (): void => {
+    this.#check();
     if (!this.#subscribed) return; // #listen resyncs once the subscription is back
     clearTimeout(this.#resyncTimer);
     this.#listener?.resync();
@@ -257,14 +265,15 @@ export class RedisEngine implements Engine {
     const keep = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) + META_GRACE : -1;
     let reply: AppendReply;
     try {
-      reply = (await this.#run(appendScript, channel, keep, [this.capacity, id, json, this.#notifications, `${this.#instance}:${channel}`])) as AppendReply;
+      reply = (await this.#run(appendScript, channel, [keep, this.capacity, id, json, this.#notifications, `${this.#instance}:${channel}`])) as AppendReply;
     } catch (error) {
       // A script that timed out may still be stored, and this instance ignores its own
       // notifications: a spurious wake-up costs one read, a missed one a whole wait.
       this.#listener?.appended(channel);
       throw error;
     }
-    const [epoch, entry, trimmed, expired] = reply;
+    const [epoch, entry, trimmed, expired, seq] = reply;
+    this.#saw(seq);
     if (expired > 0) this.#listener?.evicted(channel, expired, 'maxAge');
     if (trimmed > 0) this.#listener?.evicted(channel, trimmed, 'capacity');
     this.#listener?.appended(channel);
@@ -280,17 +289,21 @@ export class RedisEngine implements Engine {
     parseCursor(channel, cursor);
   }
 
-  /** Reads up to `limit` messages after `cursor`, or everything retained when it is undefined. */
+  /**
+   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined.
+   * Reading a channel that has no history writes nothing for it in Redis.
+   */
   async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
     const { epoch, position } = cursor === undefined ? { epoch: '', position: '' } : parseCursor(channel, cursor);
-    const reply = (await this.#run(readScript, channel, READ_GRACE, [epoch, position, limit])) as ReadReply;
+    const reply = (await this.#run(readScript, channel, [epoch, position, limit, META_GRACE])) as ReadReply;
+    this.#saw(reply[4]);
     if (reply[3] > 0) this.#listener?.evicted(channel, reply[3], 'maxAge');
     if (reply[0] === 'expired') {
       throw new LongPollError('cursor_expired', 'Messages after the cursor are gone; resume from earliestCursor', {
         earliestCursor: this.#cursor(reply[1], channel, reply[2]),
       });
     }
-    const [, current, last, , entries] = reply;
+    const [, current, last, , , entries] = reply;
     // Frozen: every poll woken by this read shares the array.
     const messages = Object.freeze(entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!)));
     const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
@@ -316,15 +329,30 @@ export class RedisEngine implements Engine {
     this.#subscriber = undefined;
   }
 
-  /** Runs a script for one channel with the prologue's arguments, bounded by `timeout`. `metaTtl`: see scripts.ts. */
-  async #run(script: Script, channel: string, metaTtl: number, args: readonly (string | number)[]): Promise<unknown> {
+  /** Remembers the highest append count Redis reported, which Redis must never report lower. */
+  #saw(seq: number): void {
+    if (seq > this.#seen) this.#seen = seq;
+  }
+
+  /**
+   * After a reconnect, tells Redis the highest append count this instance has seen, so that a
+   * data set that went back (an older snapshot, a replica that lagged) starts a new epoch even
+   * when this instance holds no poll that would read.
+   */
+  #check(): void {
+    if (this.#seen === 0 || this.#redis.status !== 'ready') return;
+    this.#withTimeout(checkScript.run(this.#redis, [this.#global], [newEpochs(), this.#seen])).then(
+      (reply) => this.#saw((reply as [string, number])[1]),
+      () => {}, // the next read or append carries the same check
+    );
+  }
+
+  /** Runs a channel script with the prologue's arguments, bounded by `timeout`. */
+  async #run(script: Script, channel: string, args: readonly (string | number)[]): Promise<unknown> {
     const base = `${this.prefix}{${channel}}:`;
     const maxAge = Number.isFinite(this.maxAge) ? Math.ceil(this.maxAge) : 0;
     try {
-      return await pTimeout(script.run(this.#redis, [`${base}history`, `${base}meta`], [maxAge, ulid().slice(10, 20), metaTtl, ...args]), {
-        milliseconds: this.#timeout,
-        message: `Redis did not answer within ${this.#timeout} ms`,
-      });
+      return await this.#withTimeout(script.run(this.#redis, [this.#global, `${base}history`, `${base}meta`], [newEpochs(), this.#seen, maxAge, ...args]));
     } catch (error) {
       // Redis' own answer to a command is a bug or a misconfiguration (500), unless it names a
       // condition that passes; timeouts and connection errors are outages (503).
@@ -333,6 +361,10 @@ export class RedisEngine implements Engine {
       }
       throw new LongPollError('unavailable', 'The message store is unavailable; try again shortly', { cause: error, retryAfter: 1 });
     }
+  }
+
+  #withTimeout<T>(promise: Promise<T>): Promise<T> {
+    return pTimeout(promise, { milliseconds: this.#timeout, message: `Redis did not answer within ${this.#timeout} ms` });
   }
 
   #message(channel: string, entry: string, id: string, json: string): Message {

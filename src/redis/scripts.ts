@@ -2,19 +2,48 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
 /**
- * The bookkeeping both scripts start with, for one channel:
- * KEYS[1] the stream, KEYS[2] the channel's hash {epoch, floor, last};
- * ARGV[1] maxAge in ms (0: none), ARGV[2] an epoch to use if the channel has none,
- * ARGV[3] how long the hash must live at least from now, in ms (-1: forever).
+ * The engine-wide bookkeeping every script starts with:
+ * KEYS[1] the engine-wide hash {epoch, seq}; ARGV[1] two new epochs, 10 characters each: the
+ * first for the engine if its epoch is gone or went back, the second for a channel that needs
+ * one; ARGV[2] the highest `seq` the calling instance has seen in a reply.
+ *
+ * `seq` counts appends. It only grows, so a `seq` below what an instance has already seen means
+ * the data set went back in time (restored from an older RDB or AOF, or a failover to a replica
+ * that lagged): the engine-wide epoch is replaced, which expires every cursor issued before,
+ * those of every channel's hash too (their `engine` field names the epoch they belong to).
+ */
+const ENGINE = `
+local global, seen = KEYS[1], tonumber(ARGV[2])
+local newEngineEpoch, newEpoch = string.sub(ARGV[1], 1, 10), string.sub(ARGV[1], 11, 20)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local engine = redis.call('HMGET', global, 'epoch', 'seq')
+local engineEpoch, seq = engine[1], tonumber(engine[2]) or 0
+if not engineEpoch or seq < seen then
+  engineEpoch = newEngineEpoch
+  if seq < seen then seq = seen end
+  redis.call('HSET', global, 'epoch', engineEpoch, 'seq', string.format('%.0f', seq))
+end
+`;
+
+/**
+ * What both channel scripts do next, for one channel:
+ * KEYS[2] the stream, KEYS[3] the channel's hash {epoch, floor, last, born, engine};
+ * ARGV[3] maxAge in ms (0: none).
  *
  * `floor` is the highest entry id that left the stream (trimmed, expired or deleted with it):
  * a cursor below it may have missed messages. `last` is the highest id ever appended in this
- * epoch. The epoch is new whenever the hash is gone (a flush, a restart without persistence),
- * so every cursor issued before fails with cursor_expired instead of skipping silently.
+ * epoch; `born` the Redis time (ms) the epoch began; `engine` the engine-wide epoch it belongs
+ * to. The channel's epoch is new whenever the hash is gone (a flush, a restart without
+ * persistence) or belongs to an earlier engine-wide epoch, so every cursor issued before fails
+ * with cursor_expired instead of skipping silently.
+ *
+ * Nothing here writes for a channel that has neither a stream nor a hash: `open()` creates the
+ * hash, and only the append script, or a read of a stream that survived its hash, calls it.
  */
-const PROLOGUE = `
-local stream, meta = KEYS[1], KEYS[2]
-local maxAge, newEpoch, metaTtl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+const CHANNEL = `${ENGINE}
+local stream, meta = KEYS[2], KEYS[3]
+local maxAge = tonumber(ARGV[3])
 
 local function parse(id)
   local dash = string.find(id, '-', 1, true)
@@ -26,60 +55,67 @@ local function below(a, b)
   return am < bm or (am == bm and as < bs)
 end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local state = redis.call('HMGET', meta, 'epoch', 'floor', 'last')
-local epoch, floor, last = state[1], state[2], state[3]
-local created = not epoch
-if created then
-  epoch, floor, last = newEpoch, '0-0', '0-0'
-  -- The hash is gone but the stream survived (eviction, a manual DEL): new ids must go above
-  -- its entries, and nothing before them is provable in the new epoch.
+local state = redis.call('HMGET', meta, 'epoch', 'floor', 'last', 'born', 'engine')
+local epoch, floor, last, born = state[1], state[2], state[3], state[4]
+-- A hash written before the engine-wide epoch existed (no 'engine' field) stays valid.
+local current = epoch ~= false and (not state[5] or state[5] == engineEpoch)
+local hasStream = redis.call('EXISTS', stream) == 1
+local created = false
+
+local function open()
+  -- A new epoch. New ids must go above every id handed out before (a stream that survived
+  -- its hash, or the last id of the hash it replaces), and nothing before them is provable.
+  local top = '0-0'
+  if epoch and last and below(top, last) then top = last end
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if #newest > 0 then
-    floor, last = newest[1][1], newest[1][1]
-  end
-  redis.call('HSET', meta, 'epoch', epoch, 'floor', floor, 'last', last)
+  if #newest > 0 and below(top, newest[1][1]) then top = newest[1][1] end
+  epoch, floor, last, born = newEpoch, top, top, string.format('%.0f', now)
+  redis.call('HSET', meta, 'epoch', epoch, 'floor', floor, 'last', last, 'born', born, 'engine', engineEpoch)
+  current, created = true, true
 end
--- Extend, never shorten: a read keeps the epoch alive for a while, an append for maxAge and more.
-if metaTtl < 0 then
-  redis.call('PERSIST', meta)
-elseif metaTtl > 0 then
-  local ttl = redis.call('PTTL', meta)
-  if (created or ttl ~= -1) and ttl < metaTtl then redis.call('PEXPIRE', meta, metaTtl) end
-end
+
 local expired = 0
-if redis.call('EXISTS', stream) == 0 then
-  -- Deleted, or expired with its newest message: everything up to last has left.
-  if floor ~= last then
+local function expire()
+  if not hasStream then
+    -- Deleted, or expired with its newest message: everything up to last has left.
     floor = last
-    redis.call('HSET', meta, 'floor', floor)
-  end
-elseif maxAge > 0 and now >= maxAge then
-  -- Entry ids are publish times in ms: ids below the threshold are older than maxAge.
-  local threshold = string.format('%.0f-0', now - maxAge + 1)
-  local old = redis.call('XREVRANGE', stream, '(' .. threshold, '-', 'COUNT', 1)
-  if #old > 0 then
-    expired = redis.call('XTRIM', stream, 'MINID', threshold)
-    if below(floor, old[1][1]) then floor = old[1][1] end -- never down (a surviving stream's new epoch)
-    redis.call('HSET', meta, 'floor', floor)
+  elseif maxAge > 0 and now >= maxAge then
+    -- Entry ids are publish times in ms: ids below the threshold are older than maxAge.
+    local threshold = string.format('%.0f-0', now - maxAge + 1)
+    local old = redis.call('XREVRANGE', stream, '(' .. threshold, '-', 'COUNT', 1)
+    if #old > 0 then
+      expired = redis.call('XTRIM', stream, 'MINID', threshold)
+      if below(floor, old[1][1]) then floor = old[1][1] end -- never down (a surviving stream's new epoch)
+      redis.call('HSET', meta, 'floor', floor)
+    end
   end
 end
 `;
 
 /**
  * Appends one message and announces it, atomically. After the prologue's ARGV:
- * ARGV[4] capacity, ARGV[5] the message's ULID, ARGV[6] its JSON, ARGV[7] the notification
- * channel, ARGV[8] what to publish on it.
- * Returns {epoch, entry id, trimmed by capacity, expired by age}.
+ * ARGV[4] how long the channel's hash must live at least from now, in ms (-1: forever),
+ * ARGV[5] capacity, ARGV[6] the message's ULID, ARGV[7] its JSON, ARGV[8] the notification
+ * channel, ARGV[9] what to publish on it.
+ * Returns {epoch, entry id, trimmed by capacity, expired by age, seq}.
  */
-const APPEND = `${PROLOGUE}
-local capacity = tonumber(ARGV[4])
+const APPEND = `${CHANNEL}
+if not current then open() end
+-- Extend, never shorten: another instance may keep messages longer, or forever.
+local metaTtl = tonumber(ARGV[4])
+if metaTtl < 0 then
+  redis.call('PERSIST', meta)
+else
+  local ttl = redis.call('PTTL', meta)
+  if (created or ttl ~= -1) and ttl < metaTtl then redis.call('PEXPIRE', meta, metaTtl) end
+end
+expire()
+local capacity = tonumber(ARGV[5])
 -- Ids are chosen here, not by '*': above last even when the stream was deleted or the clock went back.
 local lastMs, lastSeq = parse(last)
 local id
 if now > lastMs then id = string.format('%.0f-0', now) else id = string.format('%.0f-%.0f', lastMs, lastSeq + 1) end
-redis.call('XADD', stream, id, 'id', ARGV[5], 'data', ARGV[6])
+redis.call('XADD', stream, id, 'id', ARGV[6], 'data', ARGV[7])
 local trimmed = 0
 local length = redis.call('XLEN', stream)
 if length > capacity then
@@ -103,29 +139,67 @@ if length > capacity then
     if below(floor, before) then floor = before end
   end
 end
-redis.call('HSET', meta, 'last', id, 'floor', floor)
+redis.call('HSET', meta, 'last', id, 'floor', floor, 'engine', engineEpoch)
 if maxAge > 0 then redis.call('PEXPIRE', stream, maxAge) end
-redis.call('PUBLISH', ARGV[7], ARGV[8])
-return {epoch, id, trimmed, expired}
+seq = redis.call('HINCRBY', global, 'seq', 1)
+redis.call('PUBLISH', ARGV[8], ARGV[9])
+return {epoch, id, trimmed, expired, seq}
 `;
 
 /**
  * Reads after a cursor. After the prologue's ARGV: ARGV[4] the cursor's epoch ('' for no
- * cursor), ARGV[5] its entry id, ARGV[6] the limit.
- * Returns {'expired', epoch, floor, expired} or {'ok', epoch, last, expired, entries}.
+ * cursor), ARGV[5] its position, an entry id; ARGV[6] the limit; ARGV[7] how old, in ms, a
+ * cursor read while the channel had no history may be (no channel's hash expires sooner after
+ * its last append).
+ * Returns {'expired', epoch, position, expired, seq} or {'ok', epoch, position, expired, seq,
+ * entries}, where epoch and position make the cursor to resume from.
+ *
+ * A channel without history writes nothing: its cursor is {engine-wide epoch, now-0}, the same
+ * shape as any other (a version of this engine that knows no engine-wide epoch answers it with
+ * cursor_expired, not invalid_cursor), told apart by its epoch. Such a cursor
+ * is good for the channel's first epoch begun since (born no earlier) if nothing has left it
+ * yet; after a flush the engine-wide epoch differs, and a hash that was created and expired in
+ * between would have lived longer than ARGV[7].
  */
-const READ = `${PROLOGUE}
-local cursorEpoch, position = ARGV[4], ARGV[5]
+const READ = `${CHANNEL}
+local cursorEpoch, position, limit, fresh = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+if hasStream and not current then open() end
+-- Read while the channel had no history: it names the engine-wide epoch, never a channel's.
+local empty = cursorEpoch ~= '' and cursorEpoch == engineEpoch and cursorEpoch ~= epoch
+local readAt = 0
+if empty then readAt = parse(position) end
+local function stale()
+  return readAt > now or readAt + fresh <= now
+end
+if not current then
+  local at = string.format('%.0f-0', now)
+  if cursorEpoch ~= '' and (not empty or stale()) then return {'expired', engineEpoch, at, 0, seq} end
+  return {'ok', engineEpoch, at, 0, seq, {}}
+end
+expire()
 local from = floor
 if cursorEpoch ~= '' then
-  -- A cursor ahead of last means acknowledged writes were lost (no fsync): never resume silently.
-  if cursorEpoch ~= epoch or below(position, floor) or below(last, position) then
-    return {'expired', epoch, floor, expired}
+  if empty then
+    if stale() or floor ~= '0-0' or not born or tonumber(born) < readAt then
+      return {'expired', epoch, floor, expired, seq}
+    end
+    from = '0-0'
+  else
+    -- A cursor ahead of last means acknowledged writes were lost (no fsync): never resume silently.
+    if cursorEpoch ~= epoch or below(position, floor) or below(last, position) then
+      return {'expired', epoch, floor, expired, seq}
+    end
+    from = position
   end
-  from = position
 end
-local entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUNT', tonumber(ARGV[6]))
-return {'ok', epoch, last, expired, entries}
+local entries = {}
+if hasStream then entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUNT', limit) end
+return {'ok', epoch, last, expired, seq, entries}
+`;
+
+/** Checks the engine-wide epoch only (see ENGINE). Returns {epoch, seq}. */
+const CHECK = `${ENGINE}
+return {engineEpoch, seq}
 `;
 
 /** A Lua script run by its SHA1, sent in full only when the server does not know it yet. */
@@ -153,3 +227,5 @@ export class Script {
 export const appendScript = new Script(APPEND);
 /** The read script: epoch and floor checks, then XRANGE after the cursor. */
 export const readScript = new Script(READ);
+/** The engine-wide check alone, run after a reconnect: it notices a data set that went back. */
+export const checkScript = new Script(CHECK);
