@@ -137,7 +137,16 @@ class Poller {
       const status = Number(head.slice(9, 12));
       const body = buffer.toString('utf8', end + 4, end + 4 + length);
       buffer = buffer.subarray(end + 4 + length);
-      this.#answer(status, head, body);
+      try {
+        this.#answer(status, head, body);
+      } catch (error) {
+        // An answer that is not what the protocol promises: counted, and the poller starts over.
+        counts.statuses[`${status} unreadable`] = (counts.statuses[`${status} unreadable`] ?? 0) + 1;
+        problem(`c${this.channel}: ${status} ${String(error)}: ${body.slice(0, 200)}`);
+        this.close();
+        setTimeout(() => this.connect(), 1000);
+        return;
+      }
     }
     this.pending = buffer.length > 0 ? buffer : undefined;
   }

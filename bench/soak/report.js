@@ -38,6 +38,7 @@ export function renderMarkdown(result) {
     '## Run',
     '',
     `- Date: ${result.date}`,
+    `- Code: ${result.code}`,
     `- Machine: ${result.machine} (shared with other work while it ran)`,
     `- Command: \`${result.command}\` (the script raises \`ulimit -n\` to 19,000 first)`,
     `- Parameters: ${params.minutes} minutes after the ramp, ${number(params.clients)} pollers, ${params.channels} channels, wait ${params.wait} s, ${params.rate} messages/s, ${params.destroyShare * 100}% destroyed per minute, ${params.addresses} source addresses.`,
