@@ -232,7 +232,7 @@ const overrides = ['SOAK_MINUTES', 'SOAK_CLIENTS', 'SOAK_CHANNELS', 'SOAK_RATE',
 /** Which code ran: the commit, and whether src/ or bench/ differed from it. */
 function code() {
   try {
-    const commit = execSync('git rev-parse --short HEAD', { cwd: root }).toString().trim();
+    const commit = execSync('git rev-parse --short HEAD', { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
     const dirty = execSync('git status --porcelain -- src bench package.json', { cwd: root }).toString().trim() !== '';
     return `commit ${commit}${dirty ? ' with uncommitted changes to src/, bench/ or package.json' : ''}`;
   } catch {
