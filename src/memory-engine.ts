@@ -86,13 +86,15 @@ const TEXT_FRAME = '{"id":"","channel":,"data":,"publishedAt":""}'.length + 26 +
 /** Stale entries of the publish-order list tolerated beyond the messages held, before it is compacted. */
 const STALE_SLACK = 1024;
 
-/**
- * Random bytes for ids, drawn from a pool. ulid's default asks `crypto.getRandomValues` for one
- * byte per character, 16 calls per id, which was most of a publish's cost (`npm run bench`).
- */
 const randomPool = new Uint8Array(512);
 let randomNext = randomPool.length;
-function pooledRandom(): number {
+/**
+ * Random bytes for ids, drawn from a pool. ulid's default asks `crypto.getRandomValues` for one
+ * byte per character, 16 calls per id in a new millisecond (bench/micro/pooled-random.js).
+ *
+ * @internal Exported for its micro-benchmark.
+ */
+export function pooledRandom(): number {
   if (randomNext === randomPool.length) {
     globalThis.crypto.getRandomValues(randomPool);
     randomNext = 0;
@@ -100,14 +102,15 @@ function pooledRandom(): number {
   return randomPool[randomNext++]! / 256;
 }
 
-/**
- * `new Date(now).toISOString()`, with the part up to the second made once per second: the native
- * call was one of the larger costs of a publish (`npm run bench`), and publishes that come close
- * together share their second.
- */
 let isoSecond = Number.NaN;
 let isoPrefix = '';
-function isoStringOf(now: number): string {
+/**
+ * `new Date(now).toISOString()`, with the part up to the second made once per second: publishes
+ * that come close together share their second (bench/micro/iso-string.js).
+ *
+ * @internal Exported for its micro-benchmark.
+ */
+export function isoStringOf(now: number): string {
   const second = Math.floor(now / 1000);
   if (second !== isoSecond) {
     isoPrefix = new Date(second * 1000).toISOString().slice(0, 20); // 'YYYY-MM-DDTHH:mm:ss.'
