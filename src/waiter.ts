@@ -47,27 +47,16 @@ export class Waiter<T> implements HeldPoll {
   }
 
   /**
-   * Takes the waiter off its channel, so that nothing else answers it; false if something already
-   * did. Its timer stays until {@link release}: if it fires meanwhile, it finds the waiter taken.
+   * Takes the waiter off its channel and clears its timer, so that nothing else answers it;
+   * false if something already did.
    */
-  take(): boolean {
+  detach(): boolean {
     const { state, registry } = this;
     if (!state.waiters.delete(this)) return false;
+    clearTimeout(this.timer);
     registry.held--;
     this.ticket.held = undefined;
     if (isIdle(state)) registry.channels.delete(state.channel);
-    return true;
-  }
-
-  /** Clears the timer of a taken waiter. */
-  release(): void {
-    clearTimeout(this.timer);
-  }
-
-  /** Takes and releases the waiter; false if it was already answered. */
-  detach(): boolean {
-    if (!this.take()) return false;
-    this.release();
     return true;
   }
 
@@ -75,11 +64,6 @@ export class Waiter<T> implements HeldPoll {
   fail(reason: unknown): void {
     if (this.detach()) this.ticket.reject(reason);
   }
-}
-
-/** Releases the timers of answered waiters (see `Broker`'s drain). */
-export function releaseAll<T>(waiters: readonly Waiter<T>[]): void {
-  for (const waiter of waiters) waiter.release();
 }
 
 /** Waiters with the same cursor and limit, which one read answers. */

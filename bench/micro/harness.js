@@ -97,21 +97,16 @@ export function compare(title, production, alternative, { rounds = 15, roundMs =
 }
 
 /**
- * Prints a comparison measured some other way (see bench/micro/release-timers.js).
+ * Prints a comparison.
  * @param {{ title: string, production: { name: string, ns: number }, alternative: { name: string, ns: number }, ratio: number, rounds: number }} result
  */
-export function report(result) {
+function report(result) {
   const { title, production, alternative, ratio, rounds } = result;
   console.log(
     `${title}\n  production  ${format(production.ns)}  ${production.name}\n  alternative ${format(alternative.ns)}  ${alternative.name}\n` +
       `  alternative / production: ${ratio.toFixed(2)}x (median of ${rounds} rounds)`,
   );
   if (json) console.log(`@micro ${JSON.stringify(result)}`);
-}
-
-/** Adds `value` to the checksum. @param {number} value */
-export function consume(value) {
-  checksum += value;
 }
 
 /** @param {number} ns */
