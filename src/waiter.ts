@@ -68,17 +68,6 @@ export class Waiter<T> implements HeldPoll {
 
 /** Waiters with the same cursor and limit, which one read answers. */
 export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
-  // Usually all of them wait at the head of the channel: one group, and no map to make.
-  let first: Waiter<T> | undefined;
-  let same = true;
-  for (const waiter of waiters) {
-    first ??= waiter;
-    if (waiter.cursor !== first.cursor || waiter.limit !== first.limit) {
-      same = false;
-      break;
-    }
-  }
-  if (same) return [[...waiters]];
   const groups = new Map<string, Waiter<T>[]>();
   for (const waiter of waiters) {
     const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;
