@@ -30,13 +30,13 @@ const JITTER_STEPS = 32;
 
 /**
  * `wait` less up to a sixteenth, so that clients that polled together do not re-poll together,
- * in one of 32 steps and whole milliseconds, so that held polls share Node's per-duration timer
- * lists (bench/micro/jitter-steps.js).
+ * in one of 32 steps, so that held polls share Node's per-duration timer lists
+ * (bench/micro/jitter-steps.js).
  *
  * @internal Exported for its micro-benchmark.
  */
 export function jitter(wait: number, random: number = Math.random()): number {
-  return Math.round(wait - Math.floor(random * JITTER_STEPS) * (wait / 16 / JITTER_STEPS));
+  return wait - Math.floor(random * JITTER_STEPS) * (wait / 16 / JITTER_STEPS);
 }
 /** Held polls answer this much (at most a quarter of the timeout) before a socket timeout. */
 const TIMEOUT_MARGIN = 1000;
