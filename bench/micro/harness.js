@@ -11,6 +11,7 @@
  */
 const json = process.argv.includes('--json');
 let checksum = 0;
+let compared = false;
 
 /**
  * @typedef {object} Variant
@@ -69,6 +70,7 @@ export function median(values) {
  * @param {{ rounds?: number, roundMs?: number }} [options] rounds, and about how long each variant runs per round
  */
 export function compare(title, production, alternative, { rounds = 15, roundMs = 20 } = {}) {
+  compared = true;
   // Warm both up (the JIT), then size each variant's share of a round to about roundMs.
   for (const variant of [production, alternative, production, alternative]) checksum += variant.run(64);
   const np = sizeOf(production, roundMs);
@@ -103,17 +105,17 @@ export function compare(title, production, alternative, { rounds = 15, roundMs =
 function report(result) {
   const { title, production, alternative, ratio, rounds } = result;
   console.log(
-    `${title}\n  production  ${format(production.ns)}  ${production.name}\n  alternative ${format(alternative.ns)}  ${alternative.name}\n` +
+    `${title}\n  production  ${format(production.ns).padStart(14)}  ${production.name}\n  alternative ${format(alternative.ns).padStart(14)}  ${alternative.name}\n` +
       `  alternative / production: ${ratio.toFixed(2)}x (median of ${rounds} rounds)`,
   );
   if (json) console.log(`@micro ${JSON.stringify(result)}`);
 }
 
-/** @param {number} ns */
-function format(ns) {
-  return ns >= 10_000 ? `${(ns / 1000).toFixed(1).padStart(8)} µs/op` : `${ns.toFixed(1).padStart(8)} ns/op`;
+/** `ns` nanoseconds, in ns or µs. @param {number} ns */
+export function format(ns) {
+  return ns >= 10_000 ? `${(ns / 1000).toFixed(1)} µs/op` : `${ns.toFixed(1)} ns/op`;
 }
 
 process.on('exit', () => {
-  if (!json) console.log(`(checksum ${checksum})`);
+  if (compared && !json) console.log(`(checksum ${checksum})`);
 });

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median } from './harness.js';
+import { format, median } from './harness.js';
 
 /** Every micro-benchmark, in the order of the table. */
 export const FILES = [
@@ -39,8 +39,11 @@ for (let run = 0; run < runs; run++) {
       if (line.startsWith('@micro ')) {
         const result = JSON.parse(line.slice('@micro '.length));
         const key = `${file}\n${result.title}`;
-        if (!results.has(key)) results.set(key, { file, ...result, ratios: [] });
-        results.get(key).ratios.push(result.ratio);
+        if (!results.has(key)) results.set(key, { file, title: result.title, production: result.production.name, alternative: result.alternative.name, ratios: [], ns: [[], []] });
+        const entry = results.get(key);
+        entry.ratios.push(result.ratio);
+        entry.ns[0].push(result.production.ns);
+        entry.ns[1].push(result.alternative.ns);
       } else if (line !== '') {
         console.log(line);
       }
@@ -48,18 +51,20 @@ for (let run = 0; run < runs; run++) {
   }
 }
 
-const rows = [...results.values()].map((result) => ({ ...result, ratio: median(result.ratios) }));
+const rows = [...results.values()].map((entry) => ({ ...entry, ratio: median(entry.ratios) }));
 const seconds = Math.round((Date.now() - started) / 1000);
 const table = [
   `Command: \`npm run bench:micro -- --runs ${runs}\` · ${new Date().toISOString()} · ${seconds} s  `,
   `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, Node ${process.version}  `,
-  `Ratio: time of the alternative / time of what src/ does (above 1: src/ is faster), median of ${runs === 1 ? 'the rounds of one run' : `${runs} runs (each the median of its rounds)`}.`,
+  `Times: CPU time per operation, median. Ratio: time of the alternative / time of what src/ does (above 1: src/ is faster), ` +
+    `median of ${runs === 1 ? 'the rounds of one run' : `${runs} runs (each the median of its rounds; in brackets)`}.`,
   '',
-  '| file | comparison | src/ does | alternative | ratio |',
-  '| --- | --- | --- | --- | ---: |',
+  '| file | comparison | src/ does | time | alternative | time | ratio |',
+  '| --- | --- | --- | ---: | --- | ---: | ---: |',
   ...rows.map(
-    ({ file, title, production, alternative, ratio, ratios }) =>
-      `| bench/micro/${file} | ${title} | ${production.name} | ${alternative.name} | ${ratio.toFixed(2)}×${runs > 1 ? ` (${ratios.map((r) => r.toFixed(2)).join(', ')})` : ''} |`,
+    ({ file, title, production, alternative, ratio, ratios, ns }) =>
+      `| ${file} | ${title} | ${production} | ${format(median(ns[0]))} | ${alternative} | ${format(median(ns[1]))} | ` +
+      `**${ratio.toFixed(2)}×**${runs > 1 ? ` (${ratios.map((r) => r.toFixed(2)).join(', ')})` : ''} |`,
   ),
 ].join('\n');
 console.log(`\n${table}`);
