@@ -9,7 +9,7 @@ import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';
 import { Answer, PollTicket, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
-import { groupWaiters, isIdle, releaseAll, Waiter, type ChannelState, type Registry } from './waiter.js';
+import { groupWaiters, isIdle, Waiter, type ChannelState, type Registry } from './waiter.js';
 
 /** Options of {@link Broker}. */
 export interface BrokerOptions {
@@ -78,12 +78,6 @@ function waitOf(options: PollOptions): number {
   }
   return wait > MAX_TIMER ? Number.POSITIVE_INFINITY : wait;
 }
-
-/** Runs `task` after the current I/O: `setImmediate` where the runtime has it. */
-const later: <A>(task: (arg: A) => void, arg: A) => void =
-  typeof globalThis.setImmediate === 'function'
-    ? (task, arg) => void globalThis.setImmediate(task, arg)
-    : (task, arg) => void setTimeout(task, 0, arg);
 
 function shuttingDown(): LongPollError {
   return new LongPollError('shutting_down', 'The broker is shutting down', { retryAfter: 1 });
@@ -363,9 +357,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
 
   #hold(state: ChannelState<T>, cursor: Cursor, limit: number, wait: number, ticket: PollTicket<T>): void {
     const waiter = new Waiter(cursor, limit, state, this.#registry, ticket);
-    // Cleared right after the answer is written (see #drain), so it never outlives the poll by
-    // more than a turn of the event loop; ref'd on purpose, so a script that awaits a poll does
-    // not exit while the poll is pending.
+    // Cleared when the poll is answered or forgotten; ref'd on purpose, so a script that awaits a
+    // poll does not exit while the poll is pending.
     if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter);
   }
 
@@ -411,16 +404,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           }
           if (batch.messages.length === 0) continue;
           const answer = answerOf<T>(batch);
-          const answered: Waiter<T>[] = [];
+          let answered = 0;
           for (const waiter of group) {
-            if (!waiter.take()) continue; // timed out or cancelled meanwhile
-            answered.push(waiter);
+            if (!waiter.detach()) continue; // timed out or cancelled meanwhile
+            answered++;
             waiter.ticket.resolve(answer);
           }
-          if (answered.length === 0) continue;
-          // Timers are cleared once the answers are written, not before (bench/micro/release-timers.js).
-          later(releaseAll, answered);
-          const delivery = { channel, messages: batch.messages.length, polls: answered.length };
+          if (answered === 0) continue;
+          const delivery = { channel, messages: batch.messages.length, polls: answered };
           if (this.#deferred) this.#deferred.push(delivery);
           else this.#report('deliver', delivery);
         }

@@ -12,9 +12,9 @@ export function parseFrozen(json: string): JsonValue {
   return freeze(JSON.parse(json) as JsonValue);
 }
 
-// Indexed and for…in loops rather than Object.keys(): no key array per object, which saves about
-// a third of this on every publish (`npm run bench`). JSON.parse makes only plain objects and
-// arrays, with no inherited enumerable keys.
+// Indexed and for…in loops rather than Object.keys(): no key array per object
+// (bench/micro/freeze.js). JSON.parse makes only plain objects and arrays, with no inherited
+// enumerable keys.
 function freeze(value: JsonValue): JsonValue {
   if (typeof value !== 'object' || value === null) return value;
   if (Array.isArray(value)) {
@@ -37,9 +37,9 @@ const UNSURE = Symbol('unsure');
  * number or -0, an inherited enumerable key, a `__proto__` key, a cycle or great depth). The
  * caller then serialises and parses, which gives JSON's own answer, or its error.
  *
- * @internal Used by the Broker on every publish: a walk over plain data costs a fraction of a
- * parse (`npm run bench`), and serialising the frozen copy afterwards makes the text and the
- * value agree even when a getter would answer differently the second time.
+ * @internal Used by the Broker on every publish: a walk over plain data instead of a parse
+ * (bench/micro/frozen-copy.js), and serialising the frozen copy afterwards makes the text and
+ * the value agree even when a getter would answer differently the second time.
  */
 export function frozenCopy(value: unknown): JsonValue | undefined {
   const copy = copyPlain(value, 0);

@@ -86,13 +86,15 @@ const TEXT_FRAME = '{"id":"","channel":,"data":,"publishedAt":""}'.length + 26 +
 /** Stale entries of the publish-order list tolerated beyond the messages held, before it is compacted. */
 const STALE_SLACK = 1024;
 
-/**
- * Random bytes for ids, drawn from a pool. ulid's default asks `crypto.getRandomValues` for one
- * byte per character, 16 calls per id, which was most of a publish's cost (`npm run bench`).
- */
 const randomPool = new Uint8Array(512);
 let randomNext = randomPool.length;
-function pooledRandom(): number {
+/**
+ * Random bytes for ids, drawn from a pool. ulid's default asks `crypto.getRandomValues` for one
+ * byte per character, 16 calls per id in a new millisecond (bench/micro/pooled-random.js).
+ *
+ * @internal Exported for its micro-benchmark.
+ */
+export function pooledRandom(): number {
   if (randomNext === randomPool.length) {
     globalThis.crypto.getRandomValues(randomPool);
     randomNext = 0;
@@ -100,14 +102,15 @@ function pooledRandom(): number {
   return randomPool[randomNext++]! / 256;
 }
 
-/**
- * `new Date(now).toISOString()`, with the part up to the second made once per second: the native
- * call was one of the larger costs of a publish (`npm run bench`), and publishes that come close
- * together share their second.
- */
 let isoSecond = Number.NaN;
 let isoPrefix = '';
-function isoStringOf(now: number): string {
+/**
+ * `new Date(now).toISOString()`, with the part up to the second made once per second: publishes
+ * that come close together share their second (bench/micro/iso-string.js).
+ *
+ * @internal Exported for its micro-benchmark.
+ */
+export function isoStringOf(now: number): string {
   const second = Math.floor(now / 1000);
   if (second !== isoSecond) {
     isoPrefix = new Date(second * 1000).toISOString().slice(0, 20); // 'YYYY-MM-DDTHH:mm:ss.'
@@ -121,7 +124,7 @@ function isoStringOf(now: number): string {
 const BUCKETS = 1024;
 const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.([0-9a-z]{1,11})$/;
 
-/** FNV-1a, 32 bits: cheap, and only ever compared with itself. */
+/** FNV-1a, 32 bits: a few lines, no dependency, and only ever compared with itself. */
 function hashOf(channel: string): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < channel.length; i++) {
@@ -354,7 +357,8 @@ export class MemoryEngine implements Engine {
 
   #cursor(tag: string, position: number): Cursor {
     // The last cursor made is made again for every poll that waits at the head of a channel:
-    // reuse the string, so thousands of held polls share one instead of holding one each.
+    // reuse the string, so thousands of held polls share one instead of holding one each, and
+    // skip building it (bench/micro/cursor-reuse.js).
     const last = this.#lastCursor;
     if (last.position === position && last.tag === tag) return last.cursor;
     const cursor = `${this.epoch}.${tag}.${position.toString(36)}`;
@@ -383,7 +387,8 @@ export class MemoryEngine implements Engine {
   }
 
   #positionOf(cursor: Cursor, tag: string, floor: number): number {
-    // Held polls come back with the cursor made last: no need to parse it again.
+    // Held polls come back with the cursor made last: no need to parse it again
+    // (bench/micro/cursor-reuse.js).
     const last = this.#lastCursor;
     const { epoch, position } = cursor === last.cursor && tag === last.tag ? { epoch: this.epoch, position: last.position } : this.#parse(cursor, tag);
     if (epoch !== this.epoch) {

@@ -47,27 +47,16 @@ export class Waiter<T> implements HeldPoll {
   }
 
   /**
-   * Takes the waiter off its channel, so that nothing else answers it; false if something already
-   * did. Its timer stays until {@link release}: if it fires meanwhile, it finds the waiter taken.
+   * Takes the waiter off its channel and clears its timer, so that nothing else answers it;
+   * false if something already did.
    */
-  take(): boolean {
+  detach(): boolean {
     const { state, registry } = this;
     if (!state.waiters.delete(this)) return false;
+    clearTimeout(this.timer);
     registry.held--;
     this.ticket.held = undefined;
     if (isIdle(state)) registry.channels.delete(state.channel);
-    return true;
-  }
-
-  /** Clears the timer of a taken waiter. */
-  release(): void {
-    clearTimeout(this.timer);
-  }
-
-  /** Takes and releases the waiter; false if it was already answered. */
-  detach(): boolean {
-    if (!this.take()) return false;
-    this.release();
     return true;
   }
 
@@ -77,24 +66,8 @@ export class Waiter<T> implements HeldPoll {
   }
 }
 
-/** Releases the timers of answered waiters (see `Broker`'s drain). */
-export function releaseAll<T>(waiters: readonly Waiter<T>[]): void {
-  for (const waiter of waiters) waiter.release();
-}
-
 /** Waiters with the same cursor and limit, which one read answers. */
 export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
-  // Usually all of them wait at the head of the channel: one group, and no map to make.
-  let first: Waiter<T> | undefined;
-  let same = true;
-  for (const waiter of waiters) {
-    first ??= waiter;
-    if (waiter.cursor !== first.cursor || waiter.limit !== first.limit) {
-      same = false;
-      break;
-    }
-  }
-  if (same) return [[...waiters]];
   const groups = new Map<string, Waiter<T>[]>();
   for (const waiter of waiters) {
     const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;

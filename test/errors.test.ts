@@ -15,6 +15,7 @@ describe('LongPollError', () => {
       forbidden: 403,
       not_found: 404,
       method_not_allowed: 405,
+      request_timeout: 408,
       cursor_expired: 410,
       payload_too_large: 413,
       unsupported_media_type: 415,

@@ -25,8 +25,19 @@ export interface Protocol<Req> {
   serve(request: PollRequest<Req>, sink: ResponseSink): Exchange;
 }
 
-/** How many distinct jitters a wait gets (see `poll`). */
+/** How many distinct jitters a wait gets (see {@link jitter}). */
 const JITTER_STEPS = 32;
+
+/**
+ * `wait` less up to a sixteenth, so that clients that polled together do not re-poll together,
+ * in one of 32 steps, so that held polls share Node's per-duration timer lists
+ * (bench/micro/jitter-steps.js).
+ *
+ * @internal Exported for its micro-benchmark.
+ */
+export function jitter(wait: number, random: number = Math.random()): number {
+  return wait - Math.floor(random * JITTER_STEPS) * (wait / 16 / JITTER_STEPS);
+}
 /** Held polls answer this much (at most a quarter of the timeout) before a socket timeout. */
 const TIMEOUT_MARGIN = 1000;
 
@@ -91,10 +102,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     if (exchange.ended) return; // the client left while `authorize` ran: take nothing
     exchange.lease = limiter?.acquire({ client: key, channel });
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;
-    // Up to wait/16 less, so that clients that polled together do not re-poll together, in one of
-    // 32 steps and whole milliseconds (bench/micro/jitter-steps.js).
-    const wait = Math.round(params.wait - Math.floor(Math.random() * JITTER_STEPS) * (params.wait / 16 / JITTER_STEPS));
-    const pollOptions: PollOptions = { cursor: params.cursor, wait, limit: params.limit };
+    const pollOptions: PollOptions = { cursor: params.cursor, wait: jitter(params.wait), limit: params.limit };
     broker[startPoll](channel, pollOptions, exchange);
   }
 
