@@ -8,7 +8,7 @@
  * response arrived after the publish.
  */
 import { execSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -181,12 +181,17 @@ writeFileSync(join(results, `${name}.md`), markdown);
 writeFileSync(join(results, `${name}.svg`), renderSvg(summary, context));
 writeFileSync(join(results, `${name}.json`), `${JSON.stringify({ context, summary, turns }, null, 2)}\n`);
 if (!quick) {
+  // The micro-benchmarks' section is written by `npm run bench:micro -- --write`: keep it.
+  const docs = join(root, 'docs', 'benchmarks.md');
+  const previous = existsSync(docs) ? readFileSync(docs, 'utf8') : '';
+  const micro = previous.indexOf('\n## Micro-benchmarks');
   writeFileSync(
-    join(root, 'docs', 'benchmarks.md'),
+    docs,
     `# Benchmarks\n\nWritten by \`npm run bench\` (bench/run.js); the chart is [bench/results/latest.svg](../bench/results/latest.svg). ` +
       'How each figure is measured is described in bench/run.js, bench/turn.js and bench/history.js.\n\n' +
       markdown.replace(/^# .*\n/, '') +
-      HISTORY,
+      HISTORY +
+      (micro === -1 ? '' : previous.slice(micro)),
   );
 }
 console.log(`\n${markdown}`);

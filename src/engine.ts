@@ -115,8 +115,8 @@ export interface Engine {
   read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch>;
   /**
    * The same as `read`, synchronously, for engines whose history is in this process. When it
-   * exists, the broker uses it to answer held polls, which saves the promise hops between a
-   * publish and its answer. It must return what `read` would. Optional.
+   * exists, the broker uses it to answer held polls within the publish that woke them (see
+   * {@link append} for the order this requires). It must return what `read` would. Optional.
    */
   readNow?(channel: string, cursor: Cursor | undefined, limit: number): Batch;
   /**

@@ -52,7 +52,7 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, 
     this.socketTimeout = socketTimeoutOf(raw.socket);
   }
 
-  /** Read only when a limiter asks: Node allocates the peer address on first access. */
+  /** The socket's address, read when the protocol asks for it (a limiter, or no `clientKey`). */
   get clientKey(): string | undefined {
     return this.raw.socket.remoteAddress;
   }
