@@ -1,7 +1,9 @@
 import { Buffer } from 'node:buffer';
 import { monotonicFactory, ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from './engine.js';
+import { hashOf, tagOf } from './channel-tag.js';
 import { LongPollError } from './errors.js';
+import { checkOption } from './option-check.js';
 import { parseFrozen } from './json.js';
 import { RingBuffer, type Positioned } from './ring-buffer.js';
 
@@ -124,20 +126,8 @@ export function isoStringOf(now: number): string {
 const BUCKETS = 1024;
 const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.([0-9a-z]{1,11})$/;
 
-/** FNV-1a, 32 bits: a few lines, no dependency, and only ever compared with itself. */
-function hashOf(channel: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < channel.length; i++) {
-    hash ^= channel.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
-
 function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
-  if (!valid) {
-    throw new LongPollError('invalid_option', `MemoryEngine option ${name} must be ${expected}, got ${String(value)}`);
-  }
+  checkOption(valid, 'MemoryEngine', name, value, expected);
 }
 
 /**
@@ -368,7 +358,7 @@ export class MemoryEngine implements Engine {
 
   /** {@inheritDoc Engine.checkCursor} */
   checkCursor(channel: string, cursor: Cursor): void {
-    this.#parse(cursor, this.#channels.get(channel)?.tag ?? hashOf(channel).toString(36));
+    this.#parse(cursor, this.#channels.get(channel)?.tag ?? tagOf(channel));
   }
 
   /** The cursor's parts, once its syntax and channel are checked; the epoch is checked by the caller. */

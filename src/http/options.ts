@@ -1,4 +1,5 @@
-import { LongPollError, type ConnectionLimiter } from '../index.js';
+import type { ConnectionLimiter } from '../index.js';
+import { checkOption } from '../option-check.js';
 import { DEFAULT_WAIT } from '../limits.js';
 
 /** What `authorize` is asked about. */
@@ -120,8 +121,8 @@ export type Settings<Req> = Required<Omit<LongPollOptions<Req>, 'limiter' | 'cli
 
 const DEFAULT_CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
 
-function check(valid: boolean, name: string, value: unknown): void {
-  if (!valid) throw new LongPollError('invalid_option', `longPoll option ${name} is invalid: ${String(value)}`);
+function check(valid: boolean, name: string, value: unknown, expected = 'valid'): void {
+  checkOption(valid, 'longPoll', name, value, expected);
 }
 
 /** A positive number of milliseconds that a timer can hold. */

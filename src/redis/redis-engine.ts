@@ -2,7 +2,9 @@ import type { Redis } from 'ioredis';
 import pTimeout from 'p-timeout';
 import { monotonicFactory, ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, Message, PublishedMessage } from '../engine.js';
+import { tagOf } from '../channel-tag.js';
 import { LongPollError } from '../errors.js';
+import { checkOption } from '../option-check.js';
 import { parseFrozen } from '../json.js';
 import { appendScript, checkScript, readScript, type Script } from './scripts.js';
 
@@ -67,15 +69,6 @@ const META_GRACE = 86_400_000;
 /** Two random epochs for a script: the engine's if it needs a new one, and a channel's. */
 const newEpochs = (): string => ulid().slice(10, 20) + ulid().slice(10, 20);
 
-/** FNV-1a, 32 bits, of the channel name: a cursor names its channel without spelling it out. */
-function tagOf(channel: string): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < channel.length; i++) {
-    hash ^= channel.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0).toString(36);
-}
 
 /** A cursor's epoch and stream entry id, once its syntax and channel are checked. */
 function parseCursor(channel: string, cursor: Cursor): { epoch: string; position: string } {
@@ -86,7 +79,7 @@ function parseCursor(channel: string, cursor: Cursor): { epoch: string; position
 }
 
 function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
-  if (!valid) throw new LongPollError('invalid_option', `RedisEngine option ${name} must be ${expected}, got ${String(value)}`);
+  checkOption(valid, 'RedisEngine', name, value, expected);
 }
 
 /** Errors Redis answered that pass by themselves: retrying later may succeed (503, not 500). */
