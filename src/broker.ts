@@ -2,14 +2,15 @@ import { EventEmitter } from 'node:events';
 import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { BrokerEvents, Delivery } from './broker-events.js';
-import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
+import { decodeComposite, encodeComposite } from './composite-cursor.js';
+import type { Batch, Cursor, Engine, JsonValue, Message, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { emitGuarded } from './guarded-emit.js';
 import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';
 import { Answer, PollTicket, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
-import { groupWaiters, isIdle, Waiter, type ChannelState, type Registry } from './waiter.js';
+import { groupWaiters, isIdle, ManyWaiter, Waiter, type ChannelState, type Registry } from './waiter.js';
 
 /** Options of {@link Broker}. */
 export interface BrokerOptions {
@@ -61,6 +62,41 @@ function cursorOf(options: ReadOptions): Cursor | undefined {
   const { cursor } = options;
   if (cursor === undefined || (typeof cursor === 'string' && cursor.length > 0)) return cursor;
   throw new LongPollError('invalid_cursor', 'The cursor must be a non-empty string or undefined');
+}
+
+/** The channels of a many-channel poll: a non-empty list of distinct, non-empty names. */
+function channelsOf(channels: unknown): readonly string[] {
+  if (!Array.isArray(channels) || channels.length === 0) {
+    throw new LongPollError('invalid_channel', 'The channels must be a non-empty array of channel names');
+  }
+  const seen = new Set<string>();
+  for (const channel of channels as unknown[]) {
+    assertChannel(channel);
+    if (seen.has(channel)) throw new LongPollError('invalid_channel', `The channel ${channel} is listed twice`);
+    seen.add(channel);
+  }
+  return [...seen];
+}
+
+/**
+ * How many messages each channel gets out of `limit`, one at a time round-robin among those that
+ * have any left, so that a backlog on one channel never keeps another's messages out.
+ */
+function shareRoundRobin(available: readonly number[], limit: number): number[] {
+  const shares = available.map(() => 0);
+  let left = limit;
+  while (left > 0) {
+    let gave = false;
+    for (let i = 0; i < available.length && left > 0; i++) {
+      if (shares[i]! < available[i]!) {
+        shares[i]!++;
+        left--;
+        gave = true;
+      }
+    }
+    if (!gave) break;
+  }
+  return shares;
 }
 
 function limitOf(options: ReadOptions): number {
@@ -241,14 +277,184 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   }
 
   /**
-   * Starts a poll whose answer goes to `ticket`: what {@link poll} does, and what the HTTP layer
-   * calls so that a held request keeps no promise. `options.signal` is ignored here: the ticket
-   * is cancelled by its owner.
+   * Reads what is retained after a composite cursor on each of `channels`, without waiting: the
+   * many-channel {@link read}. Every message names its channel; each channel's messages come in
+   * publish order, and across channels no order is promised. `limit` bounds the whole result and
+   * is shared round-robin among the channels that have messages, so a backlog on one channel
+   * never keeps the others out. The returned cursor moves each channel only past what was
+   * returned.
+   *
+   * The cursor is composite and opaque. A channel it does not name is read from everything
+   * retained; a channel it names that is not in `channels` is dropped from the next cursor. So
+   * a caller adds or removes a channel by changing the list and keeping the cursor.
+   *
+   * @throws {@link LongPollError} `invalid_channel` (an empty list, a duplicate or an empty
+   *   name), `invalid_cursor`, `invalid_limit`, `shutting_down`; `cursor_expired` when any
+   *   channel's position expired, with `earliestCursor` the composite cursor in which only the
+   *   expired channels moved (to their earliest retained position): the others lose nothing
+   */
+  async readMany(channels: readonly string[], options: ReadOptions = {}): Promise<PollResult<T>> {
+    const list = channelsOf(channels);
+    const positions = decodeComposite(cursorOf(options ?? {}), list);
+    const limit = limitOf(options ?? {});
+    if (this.#closed) throw shuttingDown();
+    if (this.#ready) await this.#ready;
+    const { messages } = await this.#readMany(list, positions, limit);
+    return Object.freeze({ messages, cursor: encodeComposite(positions), timedOut: false });
+  }
+
+  /**
+   * The many-channel {@link poll}: returns at once when any of `channels` has messages after the
+   * composite cursor (as {@link readMany} reads them), else holds until a publish on any of them,
+   * the `wait`, or the signal. One poll, however many channels.
+   *
+   * @throws as {@link readMany}, and `invalid_wait`; or `signal.reason` when the signal aborts
+   */
+  pollMany(channels: readonly string[], options: PollOptions = {}): Promise<PollResult<T>> {
+    return new Promise<PollResult<T>>((resolve, reject) => {
+      this[startPoll](channels, options ?? {}, new PromiseTicket({ resolve, reject }, options?.signal));
+    });
+  }
+
+  /**
+   * Starts a poll, on one channel or (given an array) many, whose answer goes to `ticket`: what
+   * {@link poll} and {@link pollMany} do, and what the HTTP layer calls so that a held request
+   * keeps no promise. `options.signal` is ignored here: the ticket is cancelled by its owner.
    *
    * @internal
    */
-  [startPoll](channel: string, options: PollOptions, ticket: PollTicket<T>): void {
-    this.#poll(channel, options, ticket).catch((error: unknown) => ticket.reject(error));
+  [startPoll](channels: string | readonly string[], options: PollOptions, ticket: PollTicket<T>): void {
+    const polled = typeof channels === 'string' ? this.#poll(channels, options, ticket) : this.#startMany(channels, options, ticket);
+    polled.catch((error: unknown) => ticket.reject(error));
+  }
+
+  async #startMany(channels: readonly string[], options: PollOptions, ticket: PollTicket<T>): Promise<void> {
+    const list = channelsOf(channels);
+    const positions = decodeComposite(cursorOf(options), list);
+    const limit = limitOf(options);
+    const wait = waitOf(options);
+    await this.#pollMany(list, positions, limit, wait === 0 ? 0 : Date.now() + wait, ticket);
+  }
+
+  /**
+   * Reads every channel and answers, or holds one {@link ManyWaiter} on all of them. A publish
+   * on any of them takes it off all and calls this again with what is left of the wait.
+   */
+  async #pollMany(
+    list: readonly string[],
+    positions: Map<string, Cursor | undefined>,
+    limit: number,
+    deadline: number,
+    ticket: PollTicket<T>,
+  ): Promise<void> {
+    ticket.throwIfCancelled();
+    if (this.#closed) throw shuttingDown();
+    const states = list.map((channel) => this.#enter(channel));
+    try {
+      if (this.#ready) await this.#ready;
+      for (;;) {
+        const versions = states.map((state) => state.version);
+        const { messages, counts } = await this.#readMany(list, positions, limit);
+        ticket.throwIfCancelled();
+        const cursor = encodeComposite(positions);
+        if (messages.length > 0) {
+          ticket.resolve(new Answer(Object.freeze({ messages, cursor, timedOut: false }), undefined));
+          for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
+          return;
+        }
+        if (deadline <= Date.now()) {
+          ticket.resolve(timedOut(cursor));
+          return;
+        }
+        if (this.#closed) throw shuttingDown();
+        // A publish during the reads bumped a version: read again, or it is lost.
+        if (states.every((state, i) => state.version === versions[i])) {
+          const waiter = new ManyWaiter(list, positions, limit, deadline, states, this.#registry, ticket);
+          if (deadline !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expireMany, Math.min(deadline - Date.now(), MAX_TIMER), waiter);
+          return;
+        }
+      }
+    } finally {
+      for (const state of states) {
+        state.reading--;
+        this.#leave(state);
+      }
+    }
+  }
+
+  readonly #expireMany = (waiter: ManyWaiter<T>): void => {
+    if (Date.now() < waiter.deadline) {
+      // A wait longer than one timer can hold.
+      waiter.timer = setTimeout(this.#expireMany, Math.min(waiter.deadline - Date.now(), MAX_TIMER), waiter);
+      return;
+    }
+    if (!waiter.detach()) return;
+    waiter.ticket.resolve(timedOut(encodeComposite(waiter.positions)));
+    for (const channel of waiter.channels) this.#report('timeout', channel);
+  };
+
+  /** A publish on one of a many-channel poll's channels: read them all again. */
+  #wakeMany(waiter: ManyWaiter<T>): void {
+    if (!waiter.detach()) return;
+    this.#pollMany(waiter.channels, waiter.positions, waiter.limit, waiter.deadline, waiter.ticket).catch((error: unknown) =>
+      waiter.ticket.reject(error),
+    );
+  }
+
+  /**
+   * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
+   * `positions` past what it returns.
+   */
+  async #readMany(
+    list: readonly string[],
+    positions: Map<string, Cursor | undefined>,
+    limit: number,
+  ): Promise<{ messages: readonly Message<T>[]; counts: Map<string, number> }> {
+    const read = (channel: string, count: number) => this.#engine.read(channel, positions.get(channel), count);
+    const settled = await Promise.allSettled(list.map((channel) => read(channel, limit)));
+    const expired = new Map<string, Cursor | undefined>();
+    for (const [i, outcome] of settled.entries()) {
+      if (outcome.status === 'fulfilled') continue;
+      const error: unknown = outcome.reason;
+      if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') throw error;
+      expired.set(list[i]!, error.earliestCursor);
+    }
+    if (expired.size > 0) {
+      const earliest = new Map(positions);
+      for (const [channel, cursor] of expired) earliest.set(channel, cursor);
+      throw new LongPollError('cursor_expired', `Messages after the cursor have expired on ${[...expired.keys()].join(', ')}; resume from earliestCursor`, {
+        earliestCursor: encodeComposite(earliest),
+      });
+    }
+    const batches = settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
+    const shares = shareRoundRobin(
+      batches.map((batch) => batch.messages.length),
+      limit,
+    );
+    // A channel that got less than it had is read again up to its share, for the cursor just
+    // after the last message it returns.
+    for (const [i, share] of shares.entries()) {
+      if (share > 0 && share < batches[i]!.messages.length) batches[i] = await read(list[i]!, share);
+    }
+    const messages: Message<T>[] = [];
+    const counts = new Map<string, number>();
+    for (let round = 0; messages.length < limit; round++) {
+      let taken = false;
+      for (const [i, batch] of batches.entries()) {
+        if (round >= shares[i]!) continue;
+        messages.push(batch.messages[round] as Message<T>);
+        taken = true;
+      }
+      if (!taken) break;
+    }
+    for (const [i, batch] of batches.entries()) {
+      const channel = list[i]!;
+      // A channel that returned nothing keeps its position, or, read from everything retained,
+      // moves to the head of an empty history.
+      if (shares[i]! > 0 || batch.messages.length === 0) positions.set(channel, batch.cursor);
+      if (shares[i]! > 0) counts.set(channel, shares[i]!);
+    }
+    return { messages: Object.freeze(messages), counts };
   }
 
   async #poll(channel: string, options: PollOptions, ticket: PollTicket<T>): Promise<void> {
@@ -310,7 +516,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const engine = this.#engine.stats();
     let channels = engine.channels;
     for (const [channel, state] of this.#channels) {
-      if (state.waiters.size > 0 && !this.#engine.retains(channel)) channels++;
+      if ((state.waiters.size > 0 || state.many.size > 0) && !this.#engine.retains(channel)) channels++;
     }
     return { channels, waiters: this.#registry.held, messages: engine.messages };
   }
@@ -328,6 +534,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     this.#closed = true;
     for (const state of this.#channels.values()) {
       for (const waiter of state.waiters) waiter.fail(shuttingDown());
+      for (const waiter of state.many) waiter.fail(shuttingDown());
     }
     this.#report('close');
     if (this.#active > 0) {
@@ -341,7 +548,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #enter(channel: string): ChannelState<T> {
     let state = this.#channels.get(channel);
     if (!state) {
-      state = { channel, waiters: new Set(), version: 0, reading: 0, draining: false, dirty: false };
+      state = { channel, waiters: new Set(), many: new Set(), version: 0, reading: 0, draining: false, dirty: false };
       this.#channels.set(channel, state);
     }
     state.reading++;
@@ -371,6 +578,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #appended(channel: string, state = this.#channels.get(channel)): void {
     if (!state) return;
     state.version++;
+    for (const waiter of state.many) this.#wakeMany(waiter);
     if (state.waiters.size === 0) return;
     state.dirty = true;
     if (state.draining) return;

@@ -20,11 +20,13 @@ export interface ChannelState<T> {
   draining: boolean;
   /** A notification came while the drain was running: it reads once more. */
   dirty: boolean;
+  /** Polls over many channels held on this one among others. */
+  readonly many: Set<ManyWaiter<T>>;
 }
 
 /** Whether nothing needs a channel's state any more. */
 export function isIdle<T>(state: ChannelState<T>): boolean {
-  return state.waiters.size === 0 && state.reading === 0 && !state.draining;
+  return state.waiters.size === 0 && state.many.size === 0 && state.reading === 0 && !state.draining;
 }
 
 /**
@@ -76,4 +78,48 @@ export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> 
     else groups.set(key, [waiter]);
   }
   return groups.values();
+}
+
+/**
+ * A held poll over many channels: registered on each of them, answered by a publish on any. A
+ * publish does not answer it directly: the broker takes it off every channel and reads all of
+ * them again (see `Broker`'s `#pollMany`), as one request's answer mixes channels.
+ */
+export class ManyWaiter<T> implements HeldPoll {
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly channels: readonly string[],
+    /** Where each channel's next message would be: every channel has a position by now. */
+    readonly positions: Map<string, Cursor | undefined>,
+    readonly limit: number,
+    /** When the wait ends, in `Date.now()` time; `Infinity` for never. */
+    readonly deadline: number,
+    readonly states: readonly ChannelState<T>[],
+    readonly registry: Registry<T>,
+    readonly ticket: PollTicket<T>,
+  ) {
+    for (const state of states) state.many.add(this);
+    registry.held++;
+    ticket.held = this;
+  }
+
+  /** Takes the waiter off every channel and clears its timer; false if something already did. */
+  detach(): boolean {
+    const { states, registry } = this;
+    if (!states[0]!.many.has(this)) return false;
+    for (const state of states) {
+      state.many.delete(this);
+      if (isIdle(state)) registry.channels.delete(state.channel);
+    }
+    clearTimeout(this.timer);
+    registry.held--;
+    this.ticket.held = undefined;
+    return true;
+  }
+
+  /** {@inheritDoc HeldPoll.fail} */
+  fail(reason: unknown): void {
+    if (this.detach()) this.ticket.reject(reason);
+  }
 }

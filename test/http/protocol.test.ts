@@ -97,7 +97,7 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       const calls: string[] = [];
       class Counted extends Broker<unknown> {
         override [startPoll](...args: Parameters<Broker<unknown>[typeof startPoll]>) {
-          calls.push(args[0]);
+          calls.push(String(args[0]));
           super[startPoll](...args);
         }
       }
