@@ -498,16 +498,23 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   }
 
   /**
-   * Checks, synchronously and without I/O, that `cursor` can be one of `channel`'s cursors, so
+   * Checks, synchronously and without I/O, that `cursor` can be one of `channel`'s cursors (or,
+   * given a list of channels, a composite cursor of {@link pollMany}), so
    * that a caller can refuse a bad one before it reserves anything (the HTTP adapters check it
    * before taking a lease). Whether the messages after it are still retained is for `poll` and
    * `read` to tell (`cursor_expired`).
    *
    * @throws {@link LongPollError} `invalid_channel` or `invalid_cursor`
    */
-  checkCursor(channel: string, cursor: Cursor): void {
-    assertChannel(channel);
+  checkCursor(channel: string | readonly string[], cursor: Cursor): void {
     cursorOf({ cursor });
+    if (typeof channel !== 'string') {
+      for (const [name, position] of decodeComposite(cursor, channelsOf(channel))) {
+        if (position !== undefined) this.#engine.checkCursor?.(name, position);
+      }
+      return;
+    }
+    assertChannel(channel);
     this.#engine.checkCursor?.(channel, cursor);
   }
 

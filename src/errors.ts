@@ -4,6 +4,7 @@
  */
 export type LongPollErrorCode =
   | 'invalid_channel'
+  | 'invalid_channels'
   | 'invalid_cursor'
   | 'invalid_wait'
   | 'invalid_limit'
@@ -35,6 +36,7 @@ export type LimitKind = 'client' | 'channel' | 'total' | 'rate';
  */
 export const errorStatus: Readonly<Record<LongPollErrorCode, number>> = Object.freeze({
   invalid_channel: 400,
+  invalid_channels: 400,
   invalid_cursor: 400,
   invalid_wait: 400,
   invalid_limit: 400,

@@ -63,8 +63,11 @@ export interface LeaseRequest {
    * caps apply.
    */
   client?: string;
-  /** The channel being polled. */
-  channel: string;
+  /**
+   * The channel being polled, or the channels of a poll over many: such a lease counts once
+   * toward the client and total caps and once toward each channel's cap.
+   */
+  channel: string | readonly string[];
 }
 
 /** What {@link ConnectionLimiter.stats} reports. */
@@ -83,8 +86,12 @@ export interface LimiterStats {
 export interface Refusal {
   /** The client key, if any. */
   readonly client?: string;
-  /** The channel of the refused lease; absent when `limit` is `'rate'` (requests are charged before their channel is known). */
-  readonly channel?: string;
+  /**
+   * The channel of the refused lease (for a poll over many channels, the one whose cap was full,
+   * or all of them); absent when `limit` is `'rate'` (requests are charged before their channel
+   * is known).
+   */
+  readonly channel?: string | readonly string[];
   /** Which cap refused. */
   readonly limit: LimitKind;
   /** The delay suggested to the client, in seconds. */
@@ -109,8 +116,8 @@ export type LimiterEvents = {
 export class Lease implements Disposable {
   /** The client key, if any. */
   readonly client: string | undefined;
-  /** The channel. */
-  readonly channel: string;
+  /** The channel, or the channels of a poll over many. */
+  readonly channel: string | readonly string[];
   #release: (() => void) | undefined;
 
   /** @internal Leases come from {@link ConnectionLimiter.acquire}. */
@@ -268,34 +275,37 @@ export class ConnectionLimiter extends LimiterEmitter {
    */
   acquire(request: LeaseRequest): Lease {
     const { client, channel } = request ?? {};
-    if (typeof channel !== 'string' || channel.length === 0) {
-      throw new LongPollError('invalid_channel', 'A lease needs a non-empty string channel');
+    const channels = typeof channel === 'string' ? [channel] : Array.isArray(channel) ? (channel as readonly unknown[]) : [];
+    if (channels.length === 0 || !channels.every((name) => typeof name === 'string' && name.length > 0)) {
+      throw new LongPollError('invalid_channel', 'A lease needs a non-empty string channel, or a non-empty list of them');
     }
+    const names = channels as readonly string[];
     if (client !== undefined && typeof client !== 'string') {
       throw new LongPollError('invalid_option', `A lease's client key must be a string or undefined, got ${typeof client}`);
     }
+    const full = names.find((name) => (this.#channels.get(name) ?? 0) >= this.perChannel);
     const refused: LimitKind | undefined =
       client !== undefined && (this.#clients.get(client) ?? 0) >= this.perClient
         ? 'client'
-        : (this.#channels.get(channel) ?? 0) >= this.perChannel
+        : full !== undefined
           ? 'channel'
           : this.#held >= this.total
             ? 'total'
             : undefined;
     if (refused) {
       const retryAfter = this.#retryAfter + Math.floor(Math.random() * (this.#retryAfter + 1));
-      this.#report({ client, channel, limit: refused, retryAfter });
+      this.#report({ client, channel: refused === 'channel' ? full : channel, limit: refused, retryAfter });
       throw new LongPollError('limit_exceeded', `Too many held requests (${refused} limit)`, {
         limit: refused,
         retryAfter,
       });
     }
     if (client !== undefined) increment(this.#clients, client);
-    increment(this.#channels, channel);
+    for (const name of names) increment(this.#channels, name);
     this.#held++;
     return new Lease(request, () => {
       if (client !== undefined) decrement(this.#clients, client);
-      decrement(this.#channels, channel);
+      for (const name of names) decrement(this.#channels, name);
       this.#held--;
     });
   }

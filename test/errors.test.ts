@@ -5,6 +5,7 @@ describe('LongPollError', () => {
   it('maps every code to the status of the design table', () => {
     expect(errorStatus).toEqual({
       invalid_channel: 400,
+      invalid_channels: 400,
       invalid_cursor: 400,
       invalid_wait: 400,
       invalid_limit: 400,

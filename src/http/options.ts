@@ -97,10 +97,17 @@ export interface LongPollOptions<Req> {
    */
   timeoutStatus?: 200 | 204 | 304;
   /**
-   * Which channel names are accepted.
+   * Which channel names are accepted. It must not admit `,`, which separates the channels of a
+   * many-channel poll.
    * @default /^[A-Za-z0-9_.:-]{1,200}$/
    */
   channelPattern?: RegExp;
+  /**
+   * The most channels one request may poll (`GET {prefix}?channels=a,b,c`); more is a 400
+   * `invalid_channels`.
+   * @default 32
+   */
+  maxChannels?: number;
   /**
    * The wait of a poll that asks for none, in milliseconds.
    * @default 25_000
@@ -145,6 +152,7 @@ export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Re
     sendTimeout: 30_000,
     timeoutStatus: 200,
     channelPattern: DEFAULT_CHANNEL,
+    maxChannels: 32,
     defaultWait: DEFAULT_WAIT,
     maxWait: 55_000,
     ...Object.fromEntries(Object.entries(options ?? {}).filter(([, value]) => value !== undefined)),
@@ -154,6 +162,9 @@ export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Re
   check(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 0, 'maxBodyBytes', maxBodyBytes);
   check(timeoutStatus === 200 || timeoutStatus === 204 || timeoutStatus === 304, 'timeoutStatus', timeoutStatus);
   check(channelPattern instanceof RegExp, 'channelPattern', channelPattern);
+  // `,` separates the channels of a many-channel poll, so no channel name may contain it.
+  check(![',', 'a,b'].some((probe) => ((channelPattern.lastIndex = 0), channelPattern.test(probe))), 'channelPattern', channelPattern, 'a pattern that refuses ","');
+  check(Number.isSafeInteger(settings.maxChannels) && settings.maxChannels >= 1, 'maxChannels', settings.maxChannels, 'a positive integer');
   check(Number.isFinite(maxWait) && maxWait >= 0, 'maxWait', maxWait);
   check(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
   for (const name of ['bodyTimeout', 'authorizeTimeout', 'sendTimeout'] as const) {

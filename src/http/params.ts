@@ -20,7 +20,7 @@ export interface PollParams {
 const SECONDS = /^\d+(\.\d+)?$/;
 const INTEGER = /^\d+$/;
 /** Longer than any cursor an engine issues; a longer one is not ours. */
-const MAX_CURSOR = 512;
+export const MAX_CURSOR = 512;
 
 /** The one value of a query parameter; a repeated or (unless allowed) empty one fails with `code`. */
 function single(query: URLSearchParams, name: string, code: LongPollErrorCode): string | undefined {
@@ -59,10 +59,10 @@ export function preferredWait(prefer: string | undefined): number | undefined {
 export function parsePollParams(
   query: URLSearchParams,
   prefer: string | undefined,
-  defaults: { defaultWait: number; maxWait: number },
+  defaults: { defaultWait: number; maxWait: number; maxCursor?: number },
 ): PollParams {
   const rawCursor = single(query, 'cursor', 'invalid_cursor');
-  if (rawCursor !== undefined && rawCursor.length > MAX_CURSOR) {
+  if (rawCursor !== undefined && rawCursor.length > (defaults.maxCursor ?? MAX_CURSOR)) {
     throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
   }
   const cursor = rawCursor === '' ? undefined : rawCursor;
@@ -124,4 +124,27 @@ export function channelOf(segment: string, pattern: RegExp): string {
   pattern.lastIndex = 0;
   if (!pattern.test(channel)) throw new LongPollError('invalid_channel', `The channel must match ${String(pattern)}`);
   return channel;
+}
+
+/**
+ * The channels of `GET {prefix}?channels=a,b,c`: the parameter as URLSearchParams decodes it
+ * (percent-decoded once), split on `,`.
+ *
+ * @throws {@link LongPollError} `invalid_channels` for a repeated or empty parameter, an empty
+ *   element (`a,`, `,a`), a duplicate, a name `pattern` refuses, or more than `max` channels
+ */
+export function channelsOf(query: URLSearchParams, pattern: RegExp, max: number): string[] {
+  const value = single(query, 'channels', 'invalid_channels');
+  if (value === undefined || value === '') throw new LongPollError('invalid_channels', 'The channels parameter is empty');
+  const channels = value.split(',');
+  if (channels.length > max) throw new LongPollError('invalid_channels', `At most ${max} channels can be polled at once`);
+  const seen = new Set<string>();
+  for (const channel of channels) {
+    if (channel === '') throw new LongPollError('invalid_channels', 'The channels parameter has an empty element');
+    if (seen.has(channel)) throw new LongPollError('invalid_channels', `The channel ${channel} is listed twice`);
+    pattern.lastIndex = 0;
+    if (!pattern.test(channel)) throw new LongPollError('invalid_channels', `Every channel must match ${String(pattern)}`);
+    seen.add(channel);
+  }
+  return channels;
 }

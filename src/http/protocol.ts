@@ -4,7 +4,7 @@ import { problemResponse, publishedResponse, type PollResponse } from './answer.
 import { readBody } from './body.js';
 import { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
 import { settingsOf, type LongPollOptions, type Settings } from './options.js';
-import { channelOf, isJsonType, parsePollParams, segmentOf } from './params.js';
+import { channelOf, channelsOf, isJsonType, MAX_CURSOR, parsePollParams, segmentOf } from './params.js';
 
 export type { PollResponse } from './answer.js';
 export type { RequestBody } from './body.js';
@@ -24,6 +24,9 @@ export interface Protocol<Req> {
    */
   serve(request: PollRequest<Req>, sink: ResponseSink): Exchange;
 }
+
+/** What a request polls or publishes on: one channel, or the channels of a many-channel poll. */
+type Target = string | readonly string[];
 
 /** How many distinct jitters a wait gets (see {@link jitter}). */
 const JITTER_STEPS = 32;
@@ -90,12 +93,17 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     return limit;
   }
 
-  /** Parses and leases synchronously, then hands the poll to the broker with the exchange as its ticket. */
-  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: string, search: string): void {
+  /**
+   * Parses and leases synchronously, then hands the poll to the broker with the exchange as its
+   * ticket. `channel` is a list for `GET {prefix}?channels=…`.
+   */
+  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, search: string): void {
     const limitWait = Math.min(settings.maxWait, transportLimit(request.socketTimeout));
     const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
       defaultWait: Math.min(settings.defaultWait, limitWait),
       maxWait: limitWait,
+      // A composite cursor holds one cursor per channel.
+      maxCursor: typeof channel === 'string' ? MAX_CURSOR : MAX_CURSOR * channel.length,
     });
     // A malformed cursor, or another channel's, is a 400 before the lease (429).
     if (params.cursor !== undefined) broker.checkCursor(channel, params.cursor);
@@ -106,7 +114,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     broker[startPoll](channel, pollOptions, exchange);
   }
 
-  async function publishBody(request: PollRequest<Req>, channel: string): Promise<PollResponse> {
+  async function publishBody(request: PollRequest<Req>, channel: Target): Promise<PollResponse> {
+    // The many-channel route answers GET only: see `serve`.
+    if (typeof channel !== 'string') throw new LongPollError('method_not_allowed', 'Use GET');
     // Checked for a parsed body too: body parsers (koa-bodyparser, express.json() in Express 4)
     // put `{}` on the request when they parse nothing, which must not publish `{}`.
     if (!isJsonType(request.header('content-type'))) {
@@ -134,7 +144,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * Decides after `authorize` (if any): the poll, or the publish. A refusal closes the connection
    * when the request's body was left unread.
    */
-  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: string, action: 'poll' | 'publish', search: string): void {
+  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', search: string): void {
     if (action === 'poll') {
       poll(request, exchange, key, channel, search);
       return;
@@ -145,20 +155,26 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     );
   }
 
-  /** `authorize`, bounded by `authorizeTimeout`; whatever it settles to after that is ignored. */
-  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: string, action: 'poll' | 'publish', search: string): void {
+  /**
+   * `authorize`, asked for every channel at once and bounded by `authorizeTimeout`; whatever it
+   * settles to after that is ignored. Any refusal refuses the request, naming the channel.
+   */
+  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', search: string): void {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(reject, authorizeTimeout, new LongPollError('unavailable', `authorize did not answer within ${authorizeTimeout} ms`, { retryAfter: 1 }));
     });
-    const asked = Promise.resolve().then(() => authorize!(request.raw, { channel, action }));
+    const asked = Promise.all(
+      (typeof channel === 'string' ? [channel] : channel).map(async (name) => {
+        if ((await authorize!(request.raw, { channel: name, action })) !== true) {
+          throw new LongPollError('forbidden', `Not allowed to ${action} on the channel ${name}`);
+        }
+      }),
+    );
     asked.catch(() => {}); // a late failure, after the deadline, is no news
     Promise.race([asked, deadline])
       .finally(() => clearTimeout(timer))
-      .then((allowed) => {
-        if (allowed !== true) throw new LongPollError('forbidden', `Not allowed to ${action} on this channel`);
-        proceed(request, exchange, key, channel, action, search);
-      })
+      .then(() => proceed(request, exchange, key, channel, action, search))
       .catch((error: unknown) => exchange.write(refusal(request, error)));
   }
 
@@ -175,15 +191,18 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     try {
       const { pathname, search } = pathOf(request.url);
       const segment = segmentOf(pathname, prefix);
-      if (segment === undefined) throw new LongPollError('not_found', 'No such route');
+      // `{prefix}?channels=a,b,c` (or `{prefix}/?channels=…`): a poll over many channels.
+      const query = segment === undefined && (pathname === prefix || pathname === `${prefix}/`) ? new URLSearchParams(search) : undefined;
+      if (segment === undefined && !query?.has('channels')) throw new LongPollError('not_found', 'No such route');
       const key = clientKey ? clientKey(request.raw) : request.clientKey;
       limiter?.charge(key);
-      const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && publish ? 'publish' : undefined;
+      const methods = query ? 'GET' : allow;
+      const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && !query && publish ? 'publish' : undefined;
       if (!action) {
-        exchange.write(refusal(request, new LongPollError('method_not_allowed', `Use ${allow}`), { allow }));
+        exchange.write(refusal(request, new LongPollError('method_not_allowed', `Use ${methods}`), { allow: methods }));
         return exchange;
       }
-      const channel = channelOf(segment, settings.channelPattern);
+      const channel: Target = query ? channelsOf(query, settings.channelPattern, settings.maxChannels) : channelOf(segment!, settings.channelPattern);
       if (authorize) authorized(request, exchange, key, channel, action, search);
       else proceed(request, exchange, key, channel, action, search);
     } catch (error) {
@@ -195,7 +214,8 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   return {
     settings,
     owns(url) {
-      return pathOf(url).pathname.startsWith(`${prefix}/`);
+      const { pathname } = pathOf(url);
+      return pathname === prefix || pathname.startsWith(`${prefix}/`);
     },
     serve,
   };
