@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from './support/example-process.js';
 
@@ -69,6 +70,58 @@ describe('npm start (examples/chat)', () => {
     expect(await posted.json()).toMatchObject({ code: 'invalid_body' });
   });
 
+  it('refuses polls and posts outside its rooms with 403', async () => {
+    const elsewhere = new URL('/channels/anything', chat!.url);
+    const posted = await post(elsewhere.href, line(64), '127.0.0.2');
+    expect(posted.status).toBe(403);
+    const polled = await fetch(`${elsewhere.href}?wait=0`, { signal: timeout(5000) });
+    expect(polled.status).toBe(403);
+  });
+
+  it('answers a flood of posts from one client with 429 and Retry-After once its posting budget is spent', async () => {
+    const started = Date.now();
+    const statuses: number[] = [];
+    // 2,000 lines of 4 KB from one address, one after the other as fast as the server answers.
+    for (let i = 0; i < 2000; i++) {
+      const answer = await post(channel().href, line(4000), '127.0.0.3');
+      statuses.push(answer.status);
+      if (answer.status === 429) {
+        expect(Number(answer.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+        expect(JSON.parse(answer.body)).toMatchObject({ code: 'limit_exceeded' });
+      }
+    }
+    const seconds = (Date.now() - started) / 1000;
+    const accepted = statuses.filter((status) => status === 201).length;
+    // The budget: 10 lines at once, then one every 2 s.
+    expect(accepted).toBeGreaterThanOrEqual(10);
+    expect(accepted).toBeLessThanOrEqual(10 + Math.ceil(seconds / 2));
+    expect(statuses.filter((status) => status === 429)).toHaveLength(2000 - accepted);
+    // Another client still posts.
+    expect((await post(channel().href, line(64), '127.0.0.4')).status).toBe(201);
+  });
+
+  it.skipIf(process.platform !== 'linux')('keeps its memory bounded while 50 clients flood posts to rooms and to made-up channels', async () => {
+    const before = residentBytes(chat!.child.pid!);
+    const statuses = new Map<number, number>();
+    // 2,000 lines of 4 KB from 50 addresses, 8 at a time, half of them on channels of their own.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (let i = next++; i < 2000; i = next++) {
+          const where = i % 2 === 0 ? channel().href : new URL(`/channels/chat:flood-${i}`, chat!.url).href;
+          const { status } = await post(where, line(4000), `127.0.1.${1 + (i % 50)}`);
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        }
+      }),
+    );
+    expect(statuses.get(403)).toBe(1000);
+    // At most each address's burst of 10 (and a line or two of refill) reached the room.
+    expect(statuses.get(201) ?? 0).toBeLessThanOrEqual(50 * 12);
+    const history = (await (await fetch(`${channel().href}?wait=0&limit=1000`, { signal: timeout(5000) })).json()) as { messages: unknown[] };
+    expect(history.messages.length).toBeLessThanOrEqual(200);
+    expect(residentBytes(chat!.child.pid!) - before).toBeLessThan(48 * 1024 * 1024);
+  });
+
   it('answers held polls with 503 and Retry-After on SIGTERM, then exits 0', async () => {
     const held = fetch(`${channel().href}?wait=20&cursor=${await currentCursor()}`, { signal: timeout(10_000) });
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -81,7 +134,38 @@ describe('npm start (examples/chat)', () => {
   });
 });
 
+/** A chat line of `bytes` bytes of JSON. */
+function line(bytes: number): string {
+  const frame = JSON.stringify({ name: 'flood', text: '' });
+  return JSON.stringify({ name: 'flood', text: 'x'.repeat(bytes - frame.length) });
+}
+
+/**
+ * POSTs `body` from the source address `from` (any 127.x.y.z on Linux: each is a client of its
+ * own to the server's limiters), on a connection of its own.
+ */
+function post(url: string, body: string, from: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = request(url, { method: 'POST', localAddress: from, agent: false, headers: { 'content-type': 'application/json' }, timeout: 5000 }, (answer) => {
+      let text = '';
+      answer.setEncoding('utf8');
+      answer.on('data', (chunk: string) => (text += chunk));
+      answer.on('end', () => resolve({ status: answer.statusCode!, headers: answer.headers, body: text }));
+    });
+    outgoing.on('timeout', () => outgoing.destroy(new Error(`no answer from ${url} within 5 s`)));
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
+}
+
+/** The resident set size of process `pid`, from /proc. */
+function residentBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024;
+}
+
+/** The cursor after every line the room keeps (200 at most, under the 1,000 a poll may ask for). */
 async function currentCursor(): Promise<string> {
-  const answer = await fetch(`${channel().href}?wait=0`, { signal: timeout(5000) });
+  const answer = await fetch(`${channel().href}?wait=0&limit=1000`, { signal: timeout(5000) });
   return ((await answer.json()) as { cursor: string }).cursor;
 }

@@ -6,27 +6,48 @@
 //   POST /channels/chat:lobby            publishes a JSON body { name, text }
 //   GET  /lib/…                          the package's dist/, for the browser
 //
+// Anyone who can reach it may post, so it is shaped to survive that: only the chat's own rooms
+// exist, every client has a request rate and a slower publish rate, history has a byte budget,
+// and SIGTERM stops it within a second or so whatever the clients do.
+//
 // PORT picks the port (PORT=0: any free one); it listens on 127.0.0.1 only.
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { Broker, ConnectionLimiter } from 'longpoll-kit';
+import { Broker, ConnectionLimiter, MemoryEngine } from 'longpoll-kit';
 import { longPoll } from 'longpoll-kit/express';
 
 // The package resolves itself by name through its exports map: dist/client/index.js → dist/.
 const dist = dirname(dirname(fileURLToPath(import.meta.resolve('longpoll-kit/client'))));
 const page = fileURLToPath(new URL('public', import.meta.url));
 
-const broker = new Broker({ capacity: 200, maxAge: 60 * 60_000 }); // the last 200 lines of the last hour
+/** The rooms there are; a poll or a post anywhere else is a 403. */
+const ROOMS = new Set(['chat:lobby']);
+
+// The last 200 lines of the last hour per room, and never more than 16 MiB of history in all,
+// whatever the rooms become.
+const broker = new Broker({ engine: new MemoryEngine({ capacity: 200, maxAge: 60 * 60_000, maxBytes: 16 * 1024 * 1024 }) });
 // A browser opens at most 6 connections per host over HTTP/1.1: a few tabs of one user fit.
-const limiter = new ConnectionLimiter({ perClient: 6 });
+// Every request under /channels costs a token: 60 at once, then 6 a second, plenty for tabs that
+// re-poll after each line, not enough for a loop of `wait=0` polls.
+const limiter = new ConnectionLimiter({ perClient: 6, rate: { requests: 60, per: 10_000 } });
+// Posting has a budget of its own, for people typing: 10 lines at once, then one every 2 s.
+const posting = new ConnectionLimiter({ rate: { requests: 10, per: 20_000 } });
+
+/** Rooms only; a post also spends from its client's posting budget (429 with Retry-After when empty). */
+function authorize(req, { channel, action }) {
+  if (!ROOMS.has(channel)) return false;
+  if (action === 'publish') posting.charge(req.socket.remoteAddress);
+  return true;
+}
 
 const app = express();
 app.disable('x-powered-by');
 app.use(express.static(page));
 app.use('/lib', express.static(dist, { index: false }));
-// The page escapes what it shows, so any small JSON body may be published.
-app.use('/channels', longPoll(broker, { limiter, publish: true, maxBodyBytes: 4096 }));
+// The page escapes what it shows, so any small JSON body may be published. A body has 10 s to
+// arrive (the default `bodyTimeout`), an answer 30 s to be read (`sendTimeout`).
+app.use('/channels', longPoll(broker, { limiter, authorize, publish: true, maxBodyBytes: 4096 }));
 
 const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', (error) => {
   if (error) throw error;
@@ -34,17 +55,13 @@ const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', (error)
   console.log(`longpoll-kit chat on http://127.0.0.1:${port}/ (open it in two tabs)`);
 });
 
-// Stop accepting, answer held polls with 503 + Retry-After (the pages come back by themselves
-// once a server is up again), and end each keep-alive connection as soon as its answer is out.
+// Stop accepting, and answer held polls with 503 + Retry-After (the pages come back by
+// themselves once a server is up again). Whatever still holds a connection a second later is a
+// slow client (a body trickling in, an answer it does not read): drop it.
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     server.close();
-    const sweep = setInterval(() => server.closeIdleConnections(), 20);
-    const deadline = setTimeout(() => server.closeAllConnections(), 5000);
-    server.once('close', () => {
-      clearInterval(sweep);
-      clearTimeout(deadline);
-    });
     void broker.close();
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }

@@ -41,10 +41,11 @@ server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
-    void broker.close().then(() => {
-      server.close();
-      server.closeAllConnections();
-      redis.disconnect();
-    });
+    // Stop accepting, answer held polls with 503 shutting_down, and let go of Redis once the
+    // broker is closed. Whatever still holds a connection a second later is a slow client (a
+    // body trickling in, an answer it does not read), which server.close() would wait for.
+    server.close();
+    void broker.close().finally(() => redis.disconnect());
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }

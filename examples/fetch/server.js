@@ -23,12 +23,11 @@ server.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
-    // Held polls are answered first (503 shutting_down), then the server stops listening.
-    // Keep-alive clients may hold connections that never carried a request, which close()
-    // leaves open: drop whatever is left after a second.
-    void broker.close().then(() => {
-      server.close();
-      setTimeout(() => server.closeAllConnections(), 1000).unref();
-    });
+    // Stop accepting, and answer held polls with 503 shutting_down. Whatever still holds a
+    // connection a second later is a slow client (a body trickling in, an answer it does not
+    // read), which server.close() would wait for: drop it.
+    server.close();
+    void broker.close();
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }

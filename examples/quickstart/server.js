@@ -2,28 +2,46 @@
 // node:http, without an adapter, to show what an adapter does (`npm start` runs examples/chat).
 //
 //   GET  /channels/:name?cursor=…   holds until a message arrives (25 s at most)
-//   POST /channels/:name            publishes the JSON body
+//   POST /channels/:name            publishes the JSON body (64 KiB at most)
 import { createServer } from 'node:http';
 import { Broker, ConnectionLimiter, LongPollError } from 'longpoll-kit';
+
+const MAX_BODY_BYTES = 64 * 1024;
 
 const broker = new Broker({ capacity: 100, maxAge: 60_000 });
 const limiter = new ConnectionLimiter({ perClient: 6 });
 
+const tooLarge = () => new LongPollError('payload_too_large', `The body is over ${MAX_BODY_BYTES} bytes`);
+
+/** The JSON body, read no further than MAX_BODY_BYTES: memory is spent only on bodies we keep. */
+async function readJson(req) {
+  if (Number(req.headers['content-length']) > MAX_BODY_BYTES) throw tooLarge();
+  const chunks = [];
+  let size = 0;
+  // Leaving the loop must not destroy the request: its socket still carries the 413.
+  for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw tooLarge();
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new LongPollError('invalid_body', 'The body is not JSON');
+  }
+}
+
 async function handle(req, res) {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const match = /^\/channels\/([\w.:-]{1,200})$/.exec(url.pathname);
-  const send = (status, body) => {
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  const send = (status, body, headers = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
     res.end(JSON.stringify(body));
   };
   if (!match) return send(404, { error: 'GET or POST /channels/<name>' });
   const channel = match[1];
   try {
-    if (req.method === 'POST') {
-      let body = '';
-      for await (const chunk of req) body += chunk;
-      return send(201, await broker.publish(channel, JSON.parse(body)));
-    }
+    if (req.method === 'POST') return send(201, await broker.publish(channel, await readJson(req)));
     const lease = limiter.acquire({ client: req.socket.remoteAddress, channel });
     const gone = new AbortController();
     res.on('close', () => gone.abort());
@@ -35,12 +53,19 @@ async function handle(req, res) {
     }
   } catch (error) {
     if (res.writableEnded || res.destroyed) return;
-    const failure = error instanceof SyntaxError ? new LongPollError('invalid_body', 'The body is not JSON') : LongPollError.from(error);
-    send(failure.status, { code: failure.code, detail: failure.message, earliestCursor: failure.earliestCursor });
+    const failure = LongPollError.from(error);
+    // A body left unread: close the connection after the answer instead of reading the rest.
+    const headers = req.complete ? {} : { connection: 'close' };
+    send(failure.status, { code: failure.code, detail: failure.message, earliestCursor: failure.earliestCursor }, headers);
   }
 }
 
-const server = createServer((req, res) => void handle(req, res));
+const server = createServer(
+  // A request (its body included) has 10 s to arrive, checked every second; Node answers 408.
+  // A held GET is not concerned: its request was complete when it started waiting.
+  { requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+  (req, res) => void handle(req, res),
+);
 
 server.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
   const { port } = server.address();
@@ -51,6 +76,11 @@ server.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
-    void broker.close().then(() => server.close());
+    // Stop accepting, and answer held polls with 503 shutting_down. Whatever still holds a
+    // connection a second later is a slow client (a body trickling in, an answer it does not
+    // read), which server.close() would wait for: drop it.
+    server.close();
+    void broker.close();
+    setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }
