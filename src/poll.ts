@@ -113,6 +113,8 @@ export function timedOut<T>(cursor: Cursor): Answer<T> {
 export interface HeldPoll {
   /** Forgets the held poll and rejects its ticket with `reason`; nothing if already answered. */
   fail(reason: unknown): void;
+  /** Answers the held poll now, as if its wait had run out; nothing if already answered. */
+  expire(): void;
 }
 
 /**
@@ -144,5 +146,10 @@ export abstract class PollTicket<T = JsonValue> {
     if (this.cancelled) return;
     this.cancelled = { reason };
     this.held?.fail(reason);
+  }
+
+  /** If the broker holds the poll, answers it now as a timeout (its cursor resumes exactly). */
+  expire(): void {
+    this.held?.expire();
   }
 }

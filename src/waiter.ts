@@ -1,6 +1,7 @@
 import type { Cursor } from './engine.js';
 import { DEFAULT_LIMIT } from './limits.js';
-import type { HeldPoll, PollTicket } from './poll.js';
+import { encodeComposite } from './composite-cursor.js';
+import { timedOut, type HeldPoll, type PollTicket } from './poll.js';
 
 /** The channels of one broker and the number of polls it holds, shared with its waiters. */
 export interface Registry<T> {
@@ -66,6 +67,11 @@ export class Waiter<T> implements HeldPoll {
   fail(reason: unknown): void {
     if (this.detach()) this.ticket.reject(reason);
   }
+
+  /** {@inheritDoc HeldPoll.expire} */
+  expire(): void {
+    if (this.detach()) this.ticket.resolve(timedOut(this.cursor));
+  }
 }
 
 /** Waiters with the same cursor and limit, which one read answers. */
@@ -121,5 +127,10 @@ export class ManyWaiter<T> implements HeldPoll {
   /** {@inheritDoc HeldPoll.fail} */
   fail(reason: unknown): void {
     if (this.detach()) this.ticket.reject(reason);
+  }
+
+  /** {@inheritDoc HeldPoll.expire} */
+  expire(): void {
+    if (this.detach()) this.ticket.resolve(timedOut(encodeComposite(this.positions)));
   }
 }

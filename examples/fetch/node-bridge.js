@@ -7,6 +7,7 @@
 // the head of a pipelined queue, so pipelined requests would outlive their connection.
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 /** A node:http server answering every request with `handler`. */
 export function serve(handler) {
@@ -63,8 +64,15 @@ async function answer(handler, req, res) {
     }
     // A flat [name, value, name, value…] list keeps repeated headers such as Set-Cookie.
     res.writeHead(response.status, [...response.headers].flat());
-    // Long-poll answers are small and complete: no need to stream them.
-    res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
+    if (!response.body) {
+      res.end();
+      return;
+    }
+    // Streamed with backpressure, as a runtime writes it: the handler's answer takes the next
+    // piece only once the client has read the last, so a client that does not read keeps its
+    // lease (the per-client cap bounds it) until the handler's sendTimeout fails the body,
+    // which destroys the response.
+    await pipeline(Readable.fromWeb(response.body), res);
   } catch (error) {
     if (res.headersSent) res.destroy(error);
     else fail(res, 500, 'Internal Server Error', 'The handler failed');

@@ -79,6 +79,7 @@ function targetOf(url: string): string {
  */
 export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {}): FetchLongPollHandler {
   const protocol = createProtocol(broker, options);
+  const { sendTimeout } = protocol.settings;
   return (request, info) =>
     new Promise<Response>((resolve) => {
       protocol.serve(
@@ -90,7 +91,7 @@ export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {
           clientKey: info?.remoteAddr?.hostname,
           raw: request,
         },
-        new FetchAnswer(resolve, request.signal),
+        new FetchAnswer(resolve, request.signal, sendTimeout),
       );
     });
 }
@@ -98,17 +99,28 @@ export function longPoll<T>(broker: Broker<T>, options: FetchLongPollOptions = {
 const utf8 = new TextEncoder();
 
 /**
+ * How much of an answer the runtime takes per pull: the lease lasts until the last piece is
+ * taken, and a runtime that writes with backpressure takes the next piece only once the client
+ * has read enough, so a client that does not read keeps its lease (and its per-client cap).
+ */
+const PIECE = 65_536;
+
+/**
  * Turns the protocol's answer into a `Response`. A fetch runtime does not say when it has written
- * a `Response`: the closest is the moment it takes the body, so an answer that holds a lease
- * streams its bytes and ends the exchange when they are taken (or the body is cancelled). The
- * request's signal ends it too when the client goes away first.
+ * a `Response`: the closest is the moment it takes the last of the body, so an answer that holds
+ * a lease streams its bytes in pieces and ends the exchange when the last is taken, or when the
+ * body is cancelled, or when the runtime takes nothing for `sendTimeout` ms (the stream then
+ * fails, and the runtime drops the connection). The request's signal ends it too when the client
+ * goes away first.
  */
 class FetchAnswer implements ResponseSink, EventListenerObject {
   #exchange: Exchange | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly resolve: (response: Response) => void,
     readonly signal: AbortSignal,
+    readonly sendTimeout: number,
   ) {}
 
   bind(exchange: Exchange): void {
@@ -119,7 +131,7 @@ class FetchAnswer implements ResponseSink, EventListenerObject {
 
   /** The client went away. */
   handleEvent(): void {
-    this.#exchange?.end();
+    this.done();
   }
 
   write(response: PollResponse): void {
@@ -131,19 +143,32 @@ class FetchAnswer implements ResponseSink, EventListenerObject {
       return;
     }
     const bytes = typeof body === 'string' ? utf8.encode(body) : body;
+    let offset = 0;
     const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#timer = setTimeout(() => {
+          controller.error(new Error(`The client took nothing for ${this.sendTimeout} ms`));
+          this.done();
+        }, this.sendTimeout);
+      },
       pull: (controller) => {
-        controller.enqueue(bytes);
-        controller.close();
-        this.done();
+        this.#timer?.refresh();
+        // Views of the shared bytes: nothing is copied.
+        controller.enqueue(bytes.subarray(offset, offset + PIECE));
+        offset += PIECE;
+        if (offset >= bytes.byteLength) {
+          controller.close();
+          this.done();
+        }
       },
       cancel: () => this.done(),
     });
     this.resolve(new Response(stream, { status, headers }));
   }
 
-  /** The runtime has the answer: the exchange ends, and the signal is no longer listened to. */
+  /** The runtime has the answer, or the client is gone: the exchange ends. */
   done(): void {
+    clearTimeout(this.#timer);
     this.signal.removeEventListener('abort', this);
     this.#exchange!.end();
   }

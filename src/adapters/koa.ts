@@ -16,8 +16,8 @@
  */
 import type { Context, Next } from 'koa';
 import type { Broker } from '../index.js';
-import { bodyChunks, socketTimeoutOf, track, written } from '../http/connection.js';
-import { createProtocol, type LongPollOptions, type PollResponse } from '../http/protocol.js';
+import { bodyChunks, socketTimeoutOf, track, writeAnswer } from '../http/connection.js';
+import { createProtocol, type LongPollOptions } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -49,9 +49,11 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
     }
     const { req, res } = ctx;
     const { body } = ctx.request as typeof ctx.request & { body?: unknown };
-    // Koa writes the answer after the middleware chain: the exchange ends on the response's
-    // `finish` or the socket's `close`, as on the Node adapter, not when this function returns.
-    const response = await new Promise<PollResponse | undefined>((write) => {
+    // The answer is written to Node's response directly, as the Node adapter writes it, so that
+    // the exchange ends on its `finish` or the socket's `close` and an unread answer is timed;
+    // Koa only learns the status, for the middleware around this one.
+    ctx.respond = false;
+    await new Promise<void>((done) => {
       protocol.serve(
         {
           method: ctx.method,
@@ -63,16 +65,16 @@ export function longPoll<T>(broker: Broker<T>, options: KoaLongPollOptions = {})
           // Koa runs on Node's http server: the same socket timeout can cut a held poll.
           socketTimeout: socketTimeoutOf(req.socket),
         },
-        { write, bind: (exchange) => track(req, res, exchange), abandon: () => write(undefined) },
+        {
+          bind: (exchange) => track(req, res, exchange),
+          write: (response) => {
+            if (!ctx.headerSent) ctx.status = response.status;
+            writeAnswer(res, response, sendTimeout);
+            done();
+          },
+          abandon: done,
+        },
       );
     });
-    if (!response || ctx.headerSent || res.destroyed) return; // nobody to answer, or someone already did
-    // Koa ends the response after the middleware chain: watch it from there.
-    res.once('prefinish', () => written(res, sendTimeout));
-    ctx.status = response.status;
-    ctx.set(response.headers);
-    const { body: answer } = response;
-    // Koa sends a Buffer as bytes (a plain Uint8Array it would serialise as JSON).
-    ctx.body = answer === undefined ? null : typeof answer === 'string' ? answer : Buffer.from(answer.buffer, answer.byteOffset, answer.byteLength);
   };
 }

@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Broker } from '../index.js';
-import { bodyChunks, socketTimeoutOf, track, written } from '../http/connection.js';
+import { bodyChunks, socketTimeoutOf, track, writeAnswer } from '../http/connection.js';
 import { createProtocol, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
@@ -72,21 +72,7 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, 
   }
 
   write(response: PollResponse): void {
-    writeResponse(this.res, response);
-    written(this.res, this.sendTimeout);
-  }
-}
-
-/** Writes a {@link PollResponse}, unless the client is gone or someone else answered. */
-function writeResponse(res: ServerResponse, response: PollResponse): void {
-  try {
-    if (!res.headersSent && !res.destroyed) {
-      res.writeHead(response.status, response.headers);
-      res.end(response.body);
-    }
-  } catch {
-    // Headers went out half-way, or the socket broke: nothing sensible can be written now.
-    res.destroy();
+    writeAnswer(this.res, response, this.sendTimeout);
   }
 }
 

@@ -5,6 +5,7 @@
  * read. It is written against the shapes it uses rather than against `node:http`, so that
  * `src/http/` imports no framework and no Node module.
  */
+import type { PollResponse } from './answer.js';
 import type { Exchange } from './exchange.js';
 
 /** A request body as Node's `IncomingMessage` (a `Readable`) offers it. */
@@ -37,8 +38,18 @@ export interface NodeRequest {
 export interface NodeResponse {
   /** The request it answers. */
   readonly req: NodeRequest;
+  /** Whether the headers went out. */
+  readonly headersSent: boolean;
+  /** Whether the response was destroyed. */
+  readonly destroyed: boolean;
   /** Whether the whole response was handed to the socket. */
   readonly writableFinished: boolean;
+  /** Writes the status line and headers. */
+  writeHead(status: number, headers: Readonly<Record<string, string>>): unknown;
+  /** Writes the body, if any, and ends the response. */
+  end(body?: string | Uint8Array): unknown;
+  /** Destroys the response and its socket. */
+  destroy(): unknown;
   /** A header set on the response. */
   getHeader(name: string): unknown;
   /** Adds a listener. */
@@ -150,14 +161,38 @@ export function track(request: NodeRequest, response: NodeResponse, exchange: Ex
   if (open === undefined) {
     if (!(openOf in socket)) socket.on('close', onSocketClose);
     socket[openOf] = exchange;
-  } else if (open instanceof Set) {
-    open.add(exchange);
   } else {
-    // A pipelined request: the connection now holds several.
-    socket[openOf] = new Set([open, exchange]);
+    // A request pipelined behind others. HTTP/1.1 answers in order, so it would wait behind a
+    // held poll anyway, and Node stops reading a connection whose queued answers pile up, so a
+    // client that then goes away would not be noticed: a connection holds one poll at a time,
+    // and the ones before are answered now, as timeouts that resume exactly.
+    if (open instanceof Set) {
+      for (const earlier of open) earlier.expire();
+      open.add(exchange);
+    } else {
+      open.expire();
+      socket[openOf] = new Set([open, exchange]);
+    }
   }
   (response as TrackedResponse)[exchangeOf] = exchange;
   response.on('finish', onFinish);
+}
+
+/**
+ * Writes a {@link PollResponse} to Node's response, unless the client is gone or someone else
+ * answered, then watches it with {@link written}. Used by every adapter on Node's http server.
+ */
+export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTimeout: number): void {
+  try {
+    if (!response.headersSent && !response.destroyed) {
+      response.writeHead(answer.status, answer.headers);
+      response.end(answer.body);
+    }
+  } catch {
+    // Headers went out half-way, or the socket broke: nothing sensible can be written now.
+    response.destroy();
+  }
+  written(response, sendTimeout);
 }
 
 /**

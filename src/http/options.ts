@@ -31,7 +31,9 @@ export interface LongPollOptions<Req> {
   /**
    * The key the limiter counts a request under. The default is the socket's remote address (the
    * fetch adapter: `info.remoteAddr.hostname` when the runtime passes it, else no key, so only
-   * the per-channel and total caps apply). It gets the adapter's own request, so reading a
+   * the per-channel and total caps apply). When this function returns no non-empty string, or
+   * throws, the default is used (a throw also emits a `LONGPOLL_CLIENT_KEY` warning, once): a
+   * missing header never switches the per-client cap or the rate off. It gets the adapter's own request, so reading a
    * header differs per adapter: Node and Express `req.headers['x-real-ip']`, Koa
    * `ctx.get('x-real-ip')`, fetch `request.headers.get('x-real-ip')`.
    *
@@ -84,8 +86,8 @@ export interface LongPollOptions<Req> {
   /**
    * How long an answer may wait for the client to read it (no write progress on the socket) before
    * the socket is destroyed and everything it held (leases, pipelined polls) released. A client
-   * that keeps reading is never cut. Node-based adapters only: a fetch runtime writes the
-   * `Response` itself.
+   * that keeps reading is never cut. The fetch adapter cannot see the socket: there it is how
+   * long the runtime may take no piece of an answer's body before the body fails.
    * @default 30_000
    */
   sendTimeout?: number;

@@ -93,6 +93,25 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     return limit;
   }
 
+  let keyWarned = false;
+
+  /** The limiter's key: `clientKey`'s, or the transport's when it gives none (see the option). */
+  function keyOf(request: PollRequest<Req>): string | undefined {
+    if (!clientKey) return request.clientKey;
+    let key: unknown;
+    try {
+      key = clientKey(request.raw);
+    } catch (error) {
+      if (!keyWarned) {
+        keyWarned = true;
+        globalThis.process?.emitWarning?.(`clientKey threw (${String(error)}); the socket's address is used instead`, {
+          code: 'LONGPOLL_CLIENT_KEY',
+        });
+      }
+    }
+    return typeof key === 'string' && key !== '' ? key : request.clientKey;
+  }
+
   /**
    * Parses and leases synchronously, then hands the poll to the broker with the exchange as its
    * ticket. `channel` is a list for `GET {prefix}?channels=…`.
@@ -194,7 +213,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // `{prefix}?channels=a,b,c` (or `{prefix}/?channels=…`): a poll over many channels.
       const query = segment === undefined && (pathname === prefix || pathname === `${prefix}/`) ? new URLSearchParams(search) : undefined;
       if (segment === undefined && !query?.has('channels')) throw new LongPollError('not_found', 'No such route');
-      const key = clientKey ? clientKey(request.raw) : request.clientKey;
+      const key = keyOf(request);
       limiter?.charge(key);
       const methods = query ? 'GET' : allow;
       const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && !query && publish ? 'publish' : undefined;
