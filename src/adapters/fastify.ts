@@ -142,7 +142,7 @@ function unparsed(_request: FastifyRequest, payload: unknown, done: (error: null
  *   polls are answered `503 shutting_down` and `app.close()` does not wait for their waits to run
  *   out (`onClose` runs only after every in-flight request has finished).
  *
- * @throws {@link LongPollError} `invalid_option` (when registered) for a missing broker or a bad option
+ * @throws LongPollError `invalid_option` (when registered) for a missing broker or a bad option
  * @example
  * ```ts
  * await app.register(fastifyLongPoll, { broker, prefix: '/channels', limiter, publish: true, maxBodyBytes: 16_384 });
