@@ -37,11 +37,11 @@ const adapterBoundary =
 const typesOnly = {
   regex: '^[^.]',
   allowTypeImports: true,
-  message: 'Adapters import packages (express, koa, node:http…) as `import type` only: frameworks are optional peer dependencies.',
+  message: 'Adapters import packages (express, koa, fastify, node:http…) as `import type` only: frameworks are optional peer dependencies.',
 };
 
 const browserOnly = 'longpoll-kit/client runs in browsers: no Node built-ins or Node-only packages.';
-const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'ioredis', 'express', 'koa'];
+const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'ioredis', 'express', 'koa', 'fastify'];
 
 export default defineConfig(
   // Generated or scratch output (ESLint does not read .gitignore).
@@ -104,7 +104,7 @@ export default defineConfig(
   }),
   // The protocol layer knows nothing of any framework.
   restrictImports(['src/http/**/*.ts'], {
-    regex: '^(\\.\\./adapters/|express$|koa$|node:https?$|node:http2$)',
+    regex: '^(\\.\\./adapters/|express$|koa$|fastify$|node:https?$|node:http2$)',
     message: 'src/http/ is framework-neutral: no adapters, no framework imports (docs/architecture.md, "Seams").',
   }),
   restrictImports(['src/adapters/**/*.ts'], relativeExcept(['../index.js', '../http/protocol.js', '../http/connection.js'], adapterBoundary), typesOnly),

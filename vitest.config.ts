@@ -11,7 +11,7 @@ export default defineConfig({
     // Tests and README snippets import the package by name; run them against the sources.
     alias: [
       { find: /^longpoll-kit$/, replacement: source('index') },
-      ...['node', 'express', 'koa', 'fetch'].map((name) => ({ find: `longpoll-kit/${name}`, replacement: source(`adapters/${name}`) })),
+      ...['node', 'express', 'koa', 'fastify', 'fetch'].map((name) => ({ find: `longpoll-kit/${name}`, replacement: source(`adapters/${name}`) })),
       { find: 'longpoll-kit/client', replacement: source('client/index') },
       { find: 'longpoll-kit/redis', replacement: source('redis/index') },
     ],

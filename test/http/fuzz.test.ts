@@ -1,14 +1,27 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter } from '../../src/index.js';
-import { ADAPTERS, PREFIX, startServer, type TestServer } from '../support/servers.js';
+import { ADAPTERS, FRAMEWORK, PREFIX, refusedByRouter, startServer, type AdapterName, type TestServer } from '../support/servers.js';
 import { request } from './arbitraries.js';
 import { hold } from './requests.js';
 
 const MAX_WAIT = 200;
 /** A request must be answered within the longest wait plus this much. */
 const SLACK = 1_500;
-const RUNS = 400;
+/**
+ * Runs per entry: 400 for each framework family (node, express, koa, fastify, fetch), split
+ * between its majors, so that adding a major costs no time and no family loses cases.
+ */
+const RUNS: Readonly<Record<AdapterName, number>> = {
+  node: 400,
+  express: 200,
+  express4: 200,
+  koa: 200,
+  koa2: 200,
+  fastify: 200,
+  fastify4: 200,
+  fetch: 400,
+};
 
 /** Everything on Object.prototype before the run: the fuzz must not add or change any of it. */
 const prototypeBefore = Object.getOwnPropertyNames(Object.prototype)
@@ -61,7 +74,11 @@ describe.each(ADAPTERS)('fuzzing the %s adapter', (adapter) => {
         expect(status, text).toBeLessThan(500);
         expect(elapsed).toBeLessThan(MAX_WAIT + SLACK);
         const contentType = String(answer!.headers['content-type'] ?? '');
-        const ours = input.path.startsWith(`${PREFIX}/`) || adapter === 'node' || adapter === 'fetch';
+        // Express, Koa and Fastify leave what is outside their prefix to the app; Fastify's router
+        // answers a path it cannot decode itself, before any plugin (see refusedByRouter).
+        const framework = FRAMEWORK[adapter];
+        const ours =
+          (input.path.startsWith(`${PREFIX}/`) || framework === 'node' || framework === 'fetch') && !refusedByRouter(adapter, input.path);
         if (ours) expect(answer!.headers['cache-control']).toBe('no-store');
         if (status >= 400 && ours && input.method !== 'HEAD') {
           expect(contentType).toMatch(/^application\/problem\+json/);
@@ -83,7 +100,7 @@ describe.each(ADAPTERS)('fuzzing the %s adapter', (adapter) => {
 
         expect(({} as Record<string, unknown>).polluted).toBeUndefined();
       }),
-      { numRuns: RUNS, interruptAfterTimeLimit: 20_000 },
+      { numRuns: RUNS[adapter], interruptAfterTimeLimit: 20_000 },
     );
     const prototypeAfter = Object.getOwnPropertyNames(Object.prototype)
       .sort()

@@ -2,7 +2,9 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import express4 from 'express4';
 import Koa from 'koa';
+import Koa2 from 'koa2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/index.js';
 import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
@@ -11,18 +13,23 @@ import { hold, json, post, send } from './requests.js';
 
 /**
  * Apps whose own body parser runs before the adapter, as the protocol allows, and whose own route
- * after it answers what is outside the prefix.
+ * after it answers what is outside the prefix, on each framework major (the older major's types
+ * cast to the newer's: the adapters are typed against one). Fastify parses no body for the
+ * plugin's routes: test/http/fastify.test.ts.
  */
-const APPS = {
-  express(broker: Broker<unknown>): Server {
-    const app = express();
-    app.use(express.json());
+function expressApp(framework: typeof express) {
+  return (broker: Broker<unknown>): Server => {
+    const app = framework();
+    app.use(framework.json());
     app.use('/channels', expressLongPoll(broker, { publish: true }));
     app.use((_req, res) => void res.status(404).type('text/plain').send('the app answers'));
     return createServer(app);
-  },
-  koa(broker: Broker<unknown>): Server {
-    const app = new Koa();
+  };
+}
+
+function koaApp(framework: typeof Koa) {
+  return (broker: Broker<unknown>): Server => {
+    const app = new framework();
     // A stand-in for koa-bodyparser / @koa/bodyparser: it reads JSON into ctx.request.body, and
     // like them leaves `{}` there when it parses nothing (another type, an empty body, a GET).
     app.use(async (ctx, next) => {
@@ -43,7 +50,14 @@ const APPS = {
     });
     const callback = app.callback();
     return createServer((req, res) => void callback(req, res));
-  },
+  };
+}
+
+const APPS = {
+  express: expressApp(express),
+  express4: expressApp(express4 as unknown as typeof express),
+  koa: koaApp(Koa),
+  koa2: koaApp(Koa2 as unknown as typeof Koa),
 };
 
 describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter as middleware', (name) => {
@@ -96,7 +110,7 @@ describe.each(Object.keys(APPS) as (keyof typeof APPS)[])('the %s adapter as mid
     const origin = await start();
     const response = await post(`${origin}/channels/room`, { text: 'parsed' });
     expect(response.status).toBe(201);
-    const expected = name === 'koa' ? { parsedBy: 'app', text: 'parsed' } : { text: 'parsed' };
+    const expected = name.startsWith('koa') ? { parsedBy: 'app', text: 'parsed' } : { text: 'parsed' };
     expect(json(response).data).toEqual(expected);
     // A poll on the same app still works: GET has no body for the parser to take.
     const polled = json<{ messages: { data: unknown }[] }>(await send(`${origin}/channels/room?wait=0`));

@@ -16,10 +16,11 @@ function pollsOf(broker: Broker<unknown>, seen?: () => void): PollOptions[] {
   };
   return polls;
 }
-import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
+import { ADAPTERS, FRAMEWORK, PREFIX, refusedByRouter, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
 import { eventually, expectProblem, hold, json, post, send, until, type PollBody } from './requests.js';
 
 describe.each(ADAPTERS)('the %s adapter', (adapter) => {
+  const framework = FRAMEWORK[adapter];
   let broker: Broker<unknown> | undefined;
   let server: TestServer | undefined;
 
@@ -316,8 +317,11 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       ['invalid_limit', 'room', 'limit=1&limit=2'],
     ])('answers 400 %s for /%s?%s', async (code, channel, query) => {
       const { server, broker } = await start();
-      const response = await send(`${server.origin}${PREFIX}/${channel}${query ? `?${query}` : ''}`);
-      expectProblem(response, 400, code);
+      const path = `${PREFIX}/${channel}${query ? `?${query}` : ''}`;
+      const response = await send(`${server.origin}${path}`);
+      // Fastify's router answers a path it cannot decode before any plugin: its own 400.
+      if (refusedByRouter(adapter, path)) expect(response.status).toBe(400);
+      else expectProblem(response, 400, code);
       expect(broker.stats().waiters).toBe(0);
     });
 
@@ -338,8 +342,8 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       const { server } = await start();
       const response = await send(`${server.origin}/elsewhere/room?wait=0`);
       expect(response.status).toBe(404);
-      // Node http without `next` and fetch answer it themselves; Express and Koa pass it on to the app.
-      if (adapter === 'node' || adapter === 'fetch') expectProblem(response, 404, 'not_found');
+      // Node http without `next` and fetch answer it themselves; Express, Koa and Fastify leave it to the app.
+      if (framework === 'node' || framework === 'fetch') expectProblem(response, 404, 'not_found');
     });
 
     it.each(['PUT', 'DELETE', 'PATCH', 'OPTIONS', 'POST'])('answers %s with 405 and Allow: GET while publish is off', async (method) => {
@@ -356,7 +360,9 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
     it('checks the method before the channel: PUT on a malformed channel is 405', async () => {
       const { server } = await start();
       const response = await send(`${server.origin}${PREFIX}/bad%ZZ`, { method: 'PUT', body: 'x' });
-      expectProblem(response, 405, 'method_not_allowed');
+      // Fastify's router answers a path it cannot decode before any plugin: its own 400.
+      if (refusedByRouter(adapter, `${PREFIX}/bad%ZZ`)) expect(response.status).toBe(400);
+      else expectProblem(response, 405, 'method_not_allowed');
     });
 
     it('checks the route before the method: PUT on a deeper path is 404', async () => {
@@ -544,16 +550,21 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
         { channel: 'room:1', action: 'publish' },
       ]);
       const request = seen[0]!.request;
-      if (adapter === 'node') expect(request).toBeInstanceOf(IncomingMessage);
-      if (adapter === 'express') {
+      if (framework === 'node') expect(request).toBeInstanceOf(IncomingMessage);
+      if (framework === 'express') {
         expect(request).toBeInstanceOf(IncomingMessage);
         expect(typeof (request as { get?: unknown }).get).toBe('function');
       }
-      if (adapter === 'koa') {
+      if (framework === 'koa') {
         expect((request as { req?: unknown }).req).toBeInstanceOf(IncomingMessage);
         expect((request as { request?: unknown }).request).toBeDefined();
       }
-      if (adapter === 'fetch') expect(request).toBeInstanceOf(Request);
+      if (framework === 'fastify') {
+        // Fastify's own request, with the Node one as `raw`.
+        expect((request as { raw?: unknown }).raw).toBeInstanceOf(IncomingMessage);
+        expect(typeof (request as { ip?: unknown }).ip).toBe('string');
+      }
+      if (framework === 'fetch') expect(request).toBeInstanceOf(Request);
     });
 
     it('answers 500 internal without details when authorize throws something else', async () => {
@@ -631,9 +642,10 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       const { server, broker } = await start({
         limiter,
         clientKey: (request: unknown) => {
-          const headers = adapter === 'fetch' ? (request as Request).headers : undefined;
+          const headers = framework === 'fetch' ? (request as Request).headers : undefined;
           if (headers) return headers.get('x-client-id') ?? undefined;
-          const node = adapter === 'koa' ? (request as { req: IncomingMessage }).req : (request as IncomingMessage);
+          // Koa's ctx has the Node request as `req`; Fastify's request has `headers` as Node's does.
+          const node = framework === 'koa' ? (request as { req: IncomingMessage }).req : (request as IncomingMessage);
           return node.headers['x-client-id'] as string | undefined;
         },
       });

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/index.js';
-import { startServer, type AdapterName, type TestServer } from '../support/servers.js';
+import { ADAPTERS, FRAMEWORK, startServer, type TestServer } from '../support/servers.js';
 import { hold, json, send, type PollBody } from './requests.js';
 
-/** The adapters that run on Node's http server and can see its socket timeout. */
-const NODE_SERVERS: readonly AdapterName[] = ['node', 'express', 'koa'];
+/** The adapters that run on Node's http server and can see its socket timeout (Fastify's `connectionTimeout`). */
+const NODE_SERVERS = ADAPTERS.filter((adapter) => FRAMEWORK[adapter] !== 'fetch');
 const SOCKET_TIMEOUT = 1_200;
 
 describe.each(NODE_SERVERS)('the %s adapter under a short server.timeout', (adapter) => {

@@ -3,17 +3,66 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import express from 'express';
+import express4 from 'express4';
+import fastify from 'fastify';
+import fastify4 from 'fastify4';
 import Koa from 'koa';
+import Koa2 from 'koa2';
 import type { Broker } from '../../src/index.js';
 import type { LongPollOptions } from '../../src/http/protocol.js';
 import { longPoll as expressLongPoll } from '../../src/adapters/express.js';
+import { fastifyLongPoll, type FastifyLongPollOptions } from '../../src/adapters/fastify.js';
 import { longPoll as fetchLongPoll, type FetchLongPollHandler } from '../../src/adapters/fetch.js';
 import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
 import { longPoll as nodeLongPoll } from '../../src/adapters/node.js';
 
-/** The four adapters, each mounted under PREFIX on a real server. */
-export const ADAPTERS = ['node', 'express', 'koa', 'fetch'] as const;
+/**
+ * Every adapter on every framework major the package claims, each mounted under PREFIX on a real
+ * server: the adapter's code is one per framework, the server is built with the matching
+ * framework package (`express4`, `koa2` and `fastify4` are npm aliases of the older majors).
+ */
+export const ADAPTERS = ['node', 'express', 'express4', 'koa', 'koa2', 'fastify', 'fastify4', 'fetch'] as const;
 export type AdapterName = (typeof ADAPTERS)[number];
+
+/** The framework an entry of {@link ADAPTERS} runs on, whatever its major. */
+export type Framework = 'node' | 'express' | 'koa' | 'fastify' | 'fetch';
+export const FRAMEWORK: Readonly<Record<AdapterName, Framework>> = {
+  node: 'node',
+  express: 'express',
+  express4: 'express',
+  koa: 'koa',
+  koa2: 'koa',
+  fastify: 'fastify',
+  fastify4: 'fastify',
+  fetch: 'fetch',
+};
+
+/**
+ * Whether Fastify's router refuses a request target before any route, hook or plugin sees it:
+ * a path (up to `?` or `#`, and on Fastify 4, whose `useSemicolonDelimiter` defaults to true,
+ * `;`) whose percent-encoding `decodeURI` cannot decode, such as `%ZZ` or a lone `%E9`. Fastify
+ * answers it `400 FST_ERR_BAD_URL` in its own JSON (an application can reshape it with its
+ * `frameworkErrors` option). No other entry refuses anything before the adapter.
+ */
+export function refusedByRouter(adapter: AdapterName, target: string): boolean {
+  if (FRAMEWORK[adapter] !== 'fastify') return false;
+  const path = target.split(adapter === 'fastify4' ? /[?#;]/ : /[?#]/)[0]!;
+  try {
+    // find-my-way keeps `%25` as is rather than decode it twice.
+    decodeURI(path.replaceAll('%25', '%2525'));
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * The framework packages by entry: both majors' apps are driven through the same calls, so the
+ * older major's types are cast to the newer's (the adapters are typed against one major).
+ */
+const EXPRESS = { express, express4: express4 as unknown as typeof express };
+const KOA = { koa: Koa, koa2: Koa2 as unknown as typeof Koa };
+const FASTIFY = { fastify, fastify4: fastify4 as unknown as typeof fastify };
 export const PREFIX = '/channels';
 
 /** Options common to every adapter; `authorize` and `clientKey` get a request-like value. */
@@ -83,8 +132,9 @@ export async function startServer<T>(adapter: AdapterName, broker: Broker<T>, op
     case 'node':
       server = createServer(nodeLongPoll(broker, { ...opts, prefix: PREFIX }));
       break;
-    case 'express': {
-      const app = express();
+    case 'express':
+    case 'express4': {
+      const app = EXPRESS[adapter]();
       // Express matches mount paths case-insensitively unless told otherwise (`/CHANNELS/room`
       // would reach the adapter as `/room`): that is the app's routing, not the adapter's, and
       // the README says so. Here it matches the prefix exactly, as the other adapters do.
@@ -93,11 +143,20 @@ export async function startServer<T>(adapter: AdapterName, broker: Broker<T>, op
       server = createServer(app);
       break;
     }
-    case 'koa': {
-      const app = new Koa();
+    case 'koa':
+    case 'koa2': {
+      const app = new KOA[adapter]();
       app.use(koaLongPoll(broker, { ...opts, prefix: PREFIX }));
       const callback = app.callback();
       server = createServer((req, res) => void callback(req, res));
+      break;
+    }
+    case 'fastify':
+    case 'fastify4': {
+      const app = FASTIFY[adapter]();
+      await app.register(fastifyLongPoll, { ...(opts as Omit<FastifyLongPollOptions, 'broker'>), broker: broker as Broker<unknown>, prefix: PREFIX });
+      await app.ready();
+      server = app.server;
       break;
     }
     case 'fetch':
