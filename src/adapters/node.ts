@@ -34,6 +34,20 @@ export type NodeLongPollHandler<Req extends IncomingMessage = IncomingMessage> =
 ) => void;
 
 /**
+ * The path and query below the mount point. Express rewrites `req.url` for a mounted middleware,
+ * and Express 4 turns `/channels//x` into `/x`; the URL as sent minus the mount path
+ * (`req.originalUrl` minus `req.baseUrl`) is what Express 5 and plain Node see.
+ */
+function urlOf(req: IncomingMessage): string {
+  const { originalUrl, baseUrl } = req as IncomingMessage & { originalUrl?: unknown; baseUrl?: unknown };
+  if (typeof originalUrl === 'string' && typeof baseUrl === 'string' && baseUrl !== '' && originalUrl.startsWith(baseUrl)) {
+    const rest = originalUrl.slice(baseUrl.length);
+    return rest.startsWith('/') ? rest : `/${rest}`;
+  }
+  return req.url ?? '/';
+}
+
+/**
  * A held poll keeps this object: methods on the prototype instead of closures per request. It is
  * also where the protocol writes the answer.
  */
@@ -48,7 +62,7 @@ class NodePollRequest<Req extends IncomingMessage> implements PollRequest<Req>, 
     readonly sendTimeout: number,
   ) {
     this.method = raw.method ?? 'GET';
-    this.url = raw.url ?? '/';
+    this.url = urlOf(raw);
     this.socketTimeout = socketTimeoutOf(raw.socket);
   }
 
