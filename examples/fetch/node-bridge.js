@@ -62,6 +62,16 @@ async function answer(handler, req, res) {
       await response.body?.cancel();
       return;
     }
+    if (!req.complete && response.headers.get('connection') === 'close') {
+      // A refused body left unread: Node would destroy the socket as soon as the answer is
+      // written, and a reset while the client still sends can wipe the answer before the client
+      // reads it. Linger instead: end our side, stop reading, destroy two seconds later.
+      req.socket.destroySoon = function lingeringClose() {
+        this.end();
+        setImmediate(() => this.pause());
+        setTimeout(() => this.destroy(), 2000).unref();
+      };
+    }
     // A flat [name, value, name, value…] list keeps repeated headers such as Set-Cookie.
     res.writeHead(response.status, [...response.headers].flat());
     if (!response.body) {

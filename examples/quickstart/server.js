@@ -56,6 +56,16 @@ async function handle(req, res) {
     const failure = LongPollError.from(error);
     // A body left unread: close the connection after the answer instead of reading the rest.
     const headers = req.complete ? {} : { connection: 'close' };
+    // Node would then destroy the socket as soon as the answer is written, and a reset while the
+    // client still sends can wipe the answer before the client reads it: linger instead (end our
+    // side, stop reading, destroy two seconds later), as longpoll-kit's adapters do.
+    if (!req.complete) {
+      req.socket.destroySoon = function lingeringClose() {
+        this.end();
+        setImmediate(() => this.pause());
+        setTimeout(() => this.destroy(), 2000).unref();
+      };
+    }
     send(failure.status, { code: failure.code, detail: failure.message, earliestCursor: failure.earliestCursor }, headers);
   }
 }

@@ -18,7 +18,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LongPollError, type Broker } from '../index.js';
-import { bodyChunks, socketTimeoutOf, track, written, type ReadableBody } from '../http/connection.js';
+import { bodyChunks, socketTimeoutOf, track, writeAnswer, type ReadableBody } from '../http/connection.js';
 import { createProtocol, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
@@ -88,20 +88,13 @@ class FastifyPollRequest implements PollRequest<FastifyRequest>, ResponseSink {
 
   write(response: PollResponse): void {
     const res = this.reply.raw;
-    try {
-      if (!res.headersSent && !res.destroyed) {
-        // Headers the application's hooks put on the reply (CORS, for one) go out too; ours win.
-        for (const [name, value] of Object.entries(this.reply.getHeaders())) {
-          if (value !== undefined) res.setHeader(name, value);
-        }
-        res.writeHead(response.status, response.headers);
-        res.end(response.body);
+    if (!res.headersSent && !res.destroyed) {
+      // Headers the application's hooks put on the reply (CORS, for one) go out too; ours win.
+      for (const [name, value] of Object.entries(this.reply.getHeaders())) {
+        if (value !== undefined) res.setHeader(name, value);
       }
-    } catch {
-      // Headers went out half-way, or the socket broke: nothing sensible can be written now.
-      res.destroy();
     }
-    written(res, this.sendTimeout);
+    writeAnswer(res, response, this.sendTimeout);
   }
 }
 

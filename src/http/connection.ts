@@ -22,6 +22,8 @@ export interface NodeSocket {
   on(event: 'close' | 'drain', listener: (this: NodeSocket) => void): unknown;
   /** Stops reading. */
   pause(): unknown;
+  /** Ends our side of the connection. */
+  end(): unknown;
   /** Destroys the socket. */
   destroy(): unknown;
 }
@@ -138,12 +140,20 @@ function onFinish(this: NodeResponse): void {
   }
   forget(socket, exchange);
   exchange.end();
-  // A refused body left unread: let the client read the answer, but read no more of the body
-  // (Node would read and discard it to its end), and close the connection soon in any case.
-  if (!request.complete && String(response.getHeader('connection')).toLowerCase() === 'close') {
-    setImmediate(() => socket.pause());
-    setTimeout(cut, LINGER, socket).unref?.();
-  }
+}
+
+/**
+ * How Node closes a connection after an answer with `Connection: close`, for a request whose
+ * body was left unread: Node would destroy the socket as soon as the answer is written, and a
+ * reset while the client is still sending can wipe the answer from the client's buffers before
+ * it reads it (and until then Node reads and discards the body). Instead: end our side, stop
+ * reading (after Node's own attempt to drain the body has started), and destroy it `LINGER` ms
+ * later in any case, as a lingering close does.
+ */
+function lingeringClose(this: NodeSocket): void {
+  this.end();
+  setImmediate(() => this.pause());
+  setTimeout(cut, LINGER, this).unref?.();
 }
 
 /**
@@ -185,6 +195,8 @@ export function track(request: NodeRequest, response: NodeResponse, exchange: Ex
 export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTimeout: number): void {
   try {
     if (!response.headersSent && !response.destroyed) {
+      const { req } = response;
+      if (!req.complete && answer.headers.connection === 'close') (req.socket as NodeSocket & { destroySoon?: unknown }).destroySoon = lingeringClose;
       response.writeHead(answer.status, answer.headers);
       response.end(answer.body);
     }

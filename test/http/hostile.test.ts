@@ -64,7 +64,10 @@ describe.each(ADAPTERS)('hostile clients, %s adapter', (adapter) => {
     const socket = await rawSocket(server);
     sockets.push(socket);
     socket.write(Array.from({ length: 50 }, () => get('room?wait=30')).join(''));
-    await until(() => broker.stats().waiters === 50 && limiter.stats().total === 50, '50 pipelined polls are held');
+    // On Node's http server a connection holds one poll at a time: each request pipelined behind
+    // a held poll answers it (a timeout). A fetch runtime holds them all.
+    const held = adapter === 'fetch' ? 50 : 1;
+    await until(() => broker.stats().waiters === held && limiter.stats().total === held, `${held} pipelined polls are held`);
     socket.destroy();
     expect(await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0, 500)).toBe(true);
   });
