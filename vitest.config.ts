@@ -17,6 +17,8 @@ export default defineConfig({
     ],
   },
   test: {
+    // Builds dist/ when it is missing or stale: many tests run the package as built.
+    globalSetup: ['test/support/built.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     projects: [

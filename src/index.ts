@@ -3,6 +3,7 @@
  * {@link MemoryEngine}, the error class and the types engines implement.
  *
  * @packageDocumentation
+ * @module longpoll-kit
  */
 export { Broker, type BrokerOptions, type BrokerStats } from './broker.js';
 export type { BrokerEvents, Delivery, Eviction } from './broker-events.js';

@@ -22,7 +22,7 @@ import { Subscription } from './subscription.js';
 
 export type { Cursor, JsonValue, Message } from '../engine.js';
 export { LongPollError } from '../errors.js';
-export type { BackoffOptions, Fetch, SubscribeOptions } from './options.js';
+export type { BackoffOptions, Fetch, HeadersInput, SubscribeOptions } from './options.js';
 export { Subscription, type ResetEvent, type SubscriptionEvents } from './subscription.js';
 export { SubscriptionError } from './subscription-error.js';
 

@@ -8,6 +8,12 @@ import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from '../limits.js';
  */
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
+/**
+ * Headers in any form `fetch` takes (what the DOM lib calls `HeadersInit`), spelled out so that
+ * the declarations also type-check in a Node project whose `lib` has no DOM.
+ */
+export type HeadersInput = Headers | Record<string, string> | [string, string][];
+
 /** Backoff after network errors and 5xx answers. Durations are milliseconds. */
 export interface BackoffOptions {
   /**
@@ -94,7 +100,7 @@ export interface SubscribeOptions {
    * changes).
    * @default undefined
    */
-  headers?: HeadersInit | (() => HeadersInit);
+  headers?: HeadersInput | (() => HeadersInput);
   /**
    * Aborting it closes the subscription, like {@link Subscription.close}.
    * @default undefined
@@ -137,7 +143,7 @@ export interface ResolvedOptions {
   readonly maxBodyBytes: number;
   readonly timeoutMargin: number;
   readonly fetch: Fetch | undefined;
-  readonly headers: HeadersInit | (() => HeadersInit) | undefined;
+  readonly headers: HeadersInput | (() => HeadersInput) | undefined;
   readonly signal: AbortSignal | undefined;
   readonly backoff: { readonly initial: number; readonly max: number };
   readonly bufferSize: number;

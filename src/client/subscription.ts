@@ -5,7 +5,7 @@ import { Backoff } from './backoff.js';
 import { requestDeadline } from './deadline.js';
 import { Emitter } from './emitter.js';
 import { MessageQueue } from './message-queue.js';
-import { resolveOptions, type ResolvedOptions, type SubscribeOptions } from './options.js';
+import { resolveOptions, type HeadersInput, type ResolvedOptions, type SubscribeOptions } from './options.js';
 import { RecentIds } from './recent-ids.js';
 import { readText } from './response-text.js';
 import { SubscriptionError } from './subscription-error.js';
@@ -395,7 +395,7 @@ function resolveUrl(url: string | URL): URL {
   }
 }
 
-function toRecord(headers: HeadersInit | undefined): Record<string, string> {
+function toRecord(headers: HeadersInput | undefined): Record<string, string> {
   return headers === undefined ? {} : Object.fromEntries(new Headers(headers));
 }
 

@@ -1,12 +1,12 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe } from 'vitest';
 import { RedisEngine } from 'longpoll-kit/redis';
+import { ioredisMajors, type Redis } from '../support/ioredis.js';
 import { redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
 import { engineContract, type EngineFixture } from './contract.js';
 
 const PREFIX = `contract-${process.pid}:`;
 
-describe.runIf(redisAvailable())('RedisEngine on a redis-server of its own', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine on a redis-server of its own, with $name', ({ Redis }) => {
   let server: RedisServer;
   let admin: Redis;
   const clients: Redis[] = [];

@@ -1,7 +1,7 @@
-import { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, LongPollError } from 'longpoll-kit';
 import { RedisEngine } from 'longpoll-kit/redis';
+import { ioredisMajors, type Redis } from '../support/ioredis.js';
 import { redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = `engine-${process.pid}:`;
@@ -13,7 +13,7 @@ async function eventually(check: () => boolean | Promise<boolean>, ms = 5_000): 
   expect(await check()).toBe(true);
 }
 
-describe.runIf(redisAvailable())('RedisEngine', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine with $name', ({ Redis, Cluster }) => {
   let server: RedisServer;
   const clients: Redis[] = [];
   const brokers: Broker[] = [];

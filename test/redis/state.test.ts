@@ -1,8 +1,8 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, LongPollError } from 'longpoll-kit';
 import { RedisEngine } from 'longpoll-kit/redis';
+import { ioredisMajors, type IoredisMajor, type Redis } from '../support/ioredis.js';
 import { freePort, redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
 
 const PREFIX = 'state:';
@@ -24,7 +24,7 @@ async function failure(promise: Promise<unknown>): Promise<LongPollError> {
 }
 
 /** Engines on one redis-server, each on a client of its own (as separate instances have). */
-function instances(url: () => string) {
+function instances(Redis: IoredisMajor['Redis'], url: () => string) {
   const clients: Redis[] = [];
   const engines: RedisEngine[] = [];
   return {
@@ -54,10 +54,10 @@ async function untilExpired(engine: RedisEngine, channel: string, cursor: string
 
 const data = (batch: { messages: readonly { data: unknown }[] }) => batch.messages.map((m) => m.data);
 
-describe.runIf(redisAvailable())('RedisEngine: what reads leave in Redis', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads leave in Redis, with $name', ({ Redis }) => {
   let server: RedisServer;
   let admin: Redis;
-  const made = instances(() => server.url);
+  const made = instances(Redis, () => server.url);
 
   beforeAll(async () => {
     server = await startRedis();
@@ -158,9 +158,9 @@ describe.runIf(redisAvailable())('RedisEngine: what reads leave in Redis', () =>
   });
 });
 
-describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a Redis restart, with $name', ({ Redis }) => {
   let server: RedisServer;
-  const made = instances(() => server.url);
+  const made = instances(Redis, () => server.url);
 
   beforeAll(async () => {
     server = await startRedis(); // no AOF; SAVE writes the RDB it restarts from
@@ -262,10 +262,10 @@ describe.runIf(redisAvailable())('RedisEngine after a Redis restart', () => {
   });
 });
 
-describe.runIf(redisAvailable())('RedisEngine when its connections cannot open', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine when its connections cannot open, with $name', ({ Redis }) => {
   it('answers unavailable (503) while Redis is not there, and serves and wakes polls once it is', async () => {
     const port = await freePort();
-    const made = instances(() => `redis://127.0.0.1:${port}`);
+    const made = instances(Redis, () => `redis://127.0.0.1:${port}`);
     const redis = new Redis(`redis://127.0.0.1:${port}`, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
     redis.on('error', () => {});
     const b = new Broker({ engine: new RedisEngine({ redis, prefix: PREFIX }) });
@@ -334,11 +334,11 @@ async function proxy(target: number): Promise<{ port: number; switchTo(port: num
   };
 }
 
-describe.runIf(redisAvailable())('RedisEngine after a failover to a replica that lagged', () => {
+describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a failover to a replica that lagged, with $name', ({ Redis }) => {
   it('expires every cursor issued before when an instance that saw the lost appends is still running', async () => {
     const [primary, replica] = [await startRedis(), await startRedis()];
     const front = await proxy(primary.port);
-    const made = instances(() => `redis://127.0.0.1:${front.port}`);
+    const made = instances(Redis, () => `redis://127.0.0.1:${front.port}`);
     const admin = await ready(new Redis(replica.url));
     try {
       const survivor = await made.engine();
