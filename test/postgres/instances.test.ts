@@ -8,16 +8,16 @@ import { dropPrefix, postgresAvailable, SHARED_URL } from '../support/postgres-s
 
 const PREFIX = `instances_${process.pid}`;
 
-/** Starts test/postgres/instance.mjs (on dist/) and resolves with its base URL. */
+/** Starts test/support/postgres-instance.mjs (on dist/) and resolves with its base URL. */
 function startInstance(children: ChildProcess[]): Promise<URL> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./instance.mjs', import.meta.url))], {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../support/postgres-instance.mjs', import.meta.url))], {
     env: { ...process.env, DATABASE_URL: SHARED_URL, PREFIX },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the instance did not start within 10 s')), 10_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       const port = /listening (\d+)/.exec(chunk.toString())?.[1];
       if (port) {
         clearTimeout(timer);
