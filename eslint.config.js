@@ -41,7 +41,7 @@ const typesOnly = {
 };
 
 const browserOnly = 'longpoll-kit/client runs in browsers: no Node built-ins or Node-only packages.';
-const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'ioredis', 'express', 'koa', 'fastify'];
+const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'ioredis', 'express', 'koa', 'fastify', 'pg'];
 
 export default defineConfig(
   // Generated or scratch output (ESLint does not read .gitignore).
@@ -99,7 +99,7 @@ export default defineConfig(
   restrictImports(['src/**/*.ts']),
   // The core knows nothing of HTTP, frameworks, the client or Redis; index.ts exports the core only.
   restrictImports(['src/*.ts'], {
-    regex: '^\\./(http|adapters|client|redis)/',
+    regex: '^\\./(http|adapters|client|redis|postgres)/',
     message: 'The core (src/*.ts) knows nothing of HTTP, adapters, the client or Redis (docs/architecture.md, "Parts").',
   }),
   // The protocol layer knows nothing of any framework.

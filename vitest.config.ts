@@ -14,6 +14,7 @@ export default defineConfig({
       ...['node', 'express', 'koa', 'fastify', 'fetch'].map((name) => ({ find: `longpoll-kit/${name}`, replacement: source(`adapters/${name}`) })),
       { find: 'longpoll-kit/client', replacement: source('client/index') },
       { find: 'longpoll-kit/redis', replacement: source('redis/index') },
+      { find: 'longpoll-kit/postgres', replacement: source('postgres/index') },
     ],
   },
   test: {
