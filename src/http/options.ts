@@ -50,7 +50,7 @@ export interface LongPollOptions<Req> {
   clientKey?: (request: Req) => string | undefined;
   /**
    * Decides whether the request may poll or publish on the channel: `true` allows, `false`
-   * answers 403; throwing a {@link LongPollError} with code `unauthorized` answers 401.
+   * answers 403; throwing a `LongPollError` with code `unauthorized` answers 401.
    * Runs after the channel is validated and before the query or body is read. It has
    * `authorizeTimeout` to settle.
    * @example
@@ -142,7 +142,7 @@ function isTimeout(value: unknown): boolean {
 /**
  * The options with their defaults, checked once when an adapter is made.
  *
- * @throws {@link LongPollError} `invalid_option`
+ * @throws `LongPollError` `invalid_option`
  */
 export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Req> {
   const settings: Settings<Req> = {

@@ -296,7 +296,7 @@ export class PostgresEngine implements Engine {
    * The statement has the engine's `timeout` too; when it fails, roll the transaction back.
    *
    * @returns the message and its cursor, as they will be once the transaction commits
-   * @throws {@link LongPollError} `invalid_channel`, `invalid_payload`, `unavailable` or `internal`
+   * @throws `LongPollError` `invalid_channel`, `invalid_payload`, `unavailable` or `internal`
    * @example
    * ```ts
    * const client = await pool.connect();
