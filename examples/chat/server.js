@@ -1,6 +1,8 @@
 // `npm start`: a chat where browser tabs talk through long polling. Express 5 serves one static
 // page and mounts the channels; the page loads longpoll-kit/client from the built package
-// (dist/) as a plain ES module, with no bundler. History lives in the embedded MemoryEngine.
+// (dist/) as a plain ES module, with no bundler. History lives in the embedded MemoryEngine, or,
+// when DATABASE_URL is set, in PostgreSQL (PostgresEngine): then it outlives a restart, and
+// several instances behind a load balancer serve the same rooms.
 //
 //   GET  /channels/chat:lobby?cursor=…   a held poll (the page's subscribe())
 //   POST /channels/chat:lobby            publishes a JSON body { name, text }
@@ -11,6 +13,8 @@
 // and SIGTERM stops it within a second or so whatever the clients do.
 //
 // PORT picks the port (PORT=0: any free one); it listens on 127.0.0.1 only.
+// DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/chat, keeps the history in PostgreSQL
+// (`npm install pg`; the tables are made on start, prefixed `chat`).
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
@@ -26,7 +30,20 @@ const ROOMS = new Set(['chat:lobby']);
 
 // The last 200 lines of the last hour per room, and never more than 16 MiB of history in all,
 // whatever the rooms become.
-const broker = new Broker({ engine: new MemoryEngine({ capacity: 200, maxAge: 60 * 60_000, maxBytes: 16 * 1024 * 1024 }) });
+const history = { capacity: 200, maxAge: 60 * 60_000 };
+const database = process.env.DATABASE_URL ? await postgres(process.env.DATABASE_URL) : undefined;
+const broker = new Broker({ engine: database?.engine ?? new MemoryEngine({ ...history, maxBytes: 16 * 1024 * 1024 }) });
+
+/** The history in PostgreSQL: loaded only when DATABASE_URL asks for it (pg is optional). */
+async function postgres(connectionString) {
+  const { default: pg } = await import('pg');
+  const { PostgresEngine } = await import('longpoll-kit/postgres');
+  const pool = new pg.Pool({ connectionString });
+  pool.on('error', () => {}); // an idle connection that drops is replaced
+  const engine = new PostgresEngine({ pool, prefix: 'chat', ...history });
+  await engine.migrate();
+  return { engine, pool };
+}
 // A browser opens at most 6 connections per host over HTTP/1.1: a few tabs of one user fit.
 // Every request under /channels costs a token: 60 at once, then 6 a second, plenty for tabs that
 // re-poll after each line, not enough for a loop of `wait=0` polls.
@@ -61,7 +78,7 @@ const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', (error)
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     server.close();
-    void broker.close();
+    void broker.close().then(() => database?.pool.end());
     setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }

@@ -6,6 +6,9 @@
 //   curl 'http://127.0.0.1:3000/channels/job:…?cursor=…'   held until the job is done
 //
 // JOB_MS sets how long a job takes (default 2000 ms); PORT the port (PORT=0: a free one).
+// DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/jobs; `npm install pg`) keeps the
+// history in PostgreSQL, and a job's result is stored and published in one transaction: the
+// completion exists, and wakes the polls, if and only if the result was stored.
 import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import { Broker, ConnectionLimiter } from 'longpoll-kit';
@@ -14,15 +17,46 @@ import { longPoll } from 'longpoll-kit/koa';
 const JOB_MS = Number(process.env.JOB_MS ?? 2000);
 const PREFIX = '/channels';
 
-const broker = new Broker({ capacity: 10, maxAge: 300_000 });
+const database = process.env.DATABASE_URL ? await postgres(process.env.DATABASE_URL) : undefined;
+const broker = database ? new Broker({ engine: database.engine }) : new Broker({ capacity: 10, maxAge: 300_000 });
 const running = new Set();
+
+/** PostgreSQL for the history and the jobs table: loaded only when DATABASE_URL asks for it. */
+async function postgres(connectionString) {
+  const { default: pg } = await import('pg');
+  const { PostgresEngine } = await import('longpoll-kit/postgres');
+  const pool = new pg.Pool({ connectionString });
+  pool.on('error', () => {}); // an idle connection that drops is replaced
+  const engine = new PostgresEngine({ pool, prefix: 'jobs_events', capacity: 10, maxAge: 300_000 });
+  await engine.migrate();
+  await pool.query('CREATE TABLE IF NOT EXISTS jobs (id uuid PRIMARY KEY, status text NOT NULL, result jsonb NOT NULL)');
+  return { engine, pool };
+}
+
+/** Stores the job's result and publishes its completion in one transaction. */
+async function complete(id, channel, result) {
+  if (!database) return broker.publish(channel, result);
+  const client = await database.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('INSERT INTO jobs (id, status, result) VALUES ($1, $2, $3)', [id, result.status, result]);
+    // Visible to subscribers when, and only when, this transaction commits.
+    await database.engine.publishWith(client, channel, result);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
 
 /** Stands in for real work (a report, an export, a video): it finishes after JOB_MS. */
 function runJob(id, channel) {
   const timer = setTimeout(() => {
     running.delete(timer);
     const result = { id, status: 'done', finishedAt: new Date().toISOString() };
-    broker.publish(channel, result).catch((error) => console.error(`job ${id}: could not publish its completion`, error));
+    complete(id, channel, result).catch((error) => console.error(`job ${id}: could not store and publish its completion`, error));
   }, JOB_MS);
   running.add(timer);
 }
@@ -82,7 +116,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     // connection a second later is a slow client (a body trickling in, an answer it does not
     // read), which server.close() would wait for: drop it.
     server.close();
-    void broker.close();
+    void broker.close().then(() => database?.pool.end());
     setTimeout(() => server.closeAllConnections(), 1000).unref();
   });
 }
