@@ -7,7 +7,7 @@
  * docs/benchmarks.md. BENCH_DEBUG=1 prints, for every fanout, when the first and the last
  * response arrived after the publish.
  */
-import { execSync } from 'node:child_process';
+import { execFileSync, execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,22 @@ for (let round = 0; round < plan.rounds; round++) {
 console.log('bench: history (in process)');
 const history = await measureHistory({ rounds: plan.historyRounds, polls: plan.historyPolls });
 
+// The engines side by side (bench/postgres.js: memory, Redis and PostgreSQL in one run), in a
+// process of its own; its Markdown tables go into the report as they are.
+console.log('bench: engines (bench/postgres.js)');
+let engines;
+try {
+  const output = execFileSync(process.execPath, [join(root, 'bench', 'postgres.js')], {
+    cwd: root,
+    timeout: 180_000,
+    encoding: 'utf8',
+    env: { ...process.env, ...(quick ? { PHASE_MS: '500', ROUNDS: '100' } : {}) },
+  });
+  engines = output.slice(output.indexOf('\nPublish throughput')).trim();
+} catch (error) {
+  engines = `Not measured: bench/postgres.js failed (${String(error.message ?? error).split('\n')[0]}).`;
+}
+
 const cpus = os.cpus();
 const machine = {
   cpu: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}`,
@@ -172,7 +188,7 @@ const machine = {
 const command = quick ? 'npm run bench -- --quick' : 'npm run bench';
 const summary = summarise(turns, plan, history);
 const context = { machine, command, plan, date: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) };
-const markdown = renderMarkdown(summary, context);
+const markdown = `${renderMarkdown(summary, context).trimEnd()}\n\n## Engines: memory, Redis and PostgreSQL\n\nbench/postgres.js, in the same run: publish throughput, and publish→receipt latency from one instance to another.\n\n${engines}\n`;
 
 const results = join(root, 'bench', 'results');
 mkdirSync(results, { recursive: true });
