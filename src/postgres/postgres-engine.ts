@@ -1,4 +1,4 @@
-import pg, { type ClientBase, type ClientConfig, type Pool, type QueryResultRow } from 'pg';
+import type { Client, ClientBase, ClientConfig, Pool, QueryResultRow } from 'pg';
 import pTimeout from 'p-timeout';
 import { ulid } from 'ulid';
 import type { Batch, Cursor, Engine, EngineListener, EngineStats, JsonValue, Message, PublishedMessage } from '../engine.js';
@@ -387,7 +387,10 @@ export class PostgresEngine implements Engine {
       const client = await this.#pool.connect();
       return { client, release: (error) => client.release(error ?? true) };
     }
-    const client = new pg.Client(typeof this.#listen === 'string' ? { connectionString: this.#listen } : this.#listen);
+    // The pool's own client class (pg.Pool keeps it as `Client`): this module imports pg's types
+    // only, so that it loads, like the package's other subpaths, whether or not pg is installed.
+    const { Client: PgClient } = this.#pool as Pool & { Client: new (config: ClientConfig) => Client };
+    const client = new PgClient(typeof this.#listen === 'string' ? { connectionString: this.#listen } : this.#listen);
     client.on('error', () => {}); // reported through the listening connection's own handler
     const release = () => void client.end().catch(() => {});
     try {
