@@ -4,6 +4,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort } from './redis-server.js';
+import { stopProcess } from './child-process.js';
 
 /** The shared PostgreSQL the tests use (trust auth on 127.0.0.1), or `PG_TEST_URL`. */
 export const SHARED_URL = process.env.PG_TEST_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -133,12 +134,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   async function kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const running = child;
     child = undefined;
-    if (!running || running.exitCode !== null || running.signalCode !== null) return;
-    const exited = new Promise((resolve) => running.once('exit', resolve));
-    running.kill(signal);
-    const timer = setTimeout(() => running.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(running, signal);
   }
 
   try {
