@@ -84,7 +84,9 @@ async function answer(handler, req, res) {
     // which destroys the response.
     await pipeline(Readable.fromWeb(response.body), res);
   } catch (error) {
-    if (res.headersSent) res.destroy(error);
+    // The connection, not just this response: a response queued behind others is not on the
+    // socket yet, and destroying it alone would keep what it buffered until the client leaves.
+    if (res.headersSent) req.socket.destroy(error);
     else fail(res, 500, 'Internal Server Error', 'The handler failed');
   }
 }

@@ -92,12 +92,14 @@ interface SendClock {
 
 /** What a connection holds, kept on the socket: most connections hold one request at a time. */
 const openOf = Symbol('longpoll-kit open exchanges');
+/** Set once an answer with `Connection: close` was written on the connection. */
+const closingOf = Symbol('longpoll-kit closing');
 const clockOf = Symbol('longpoll-kit send clock');
 /** What a response holds, kept on the response. */
 const exchangeOf = Symbol('longpoll-kit exchange');
 const unsentOf = Symbol('longpoll-kit unsent');
 
-type TrackedSocket = NodeSocket & { [openOf]?: Exchange | Set<Exchange>; [clockOf]?: SendClock };
+type TrackedSocket = NodeSocket & { [openOf]?: Exchange | Set<Exchange>; [clockOf]?: SendClock; [closingOf]?: true };
 type TrackedResponse = NodeResponse & { [exchangeOf]?: Exchange; [unsentOf]?: boolean };
 
 function cut(socket: NodeSocket): void {
@@ -163,7 +165,9 @@ function lingeringClose(this: NodeSocket): void {
  */
 export function track(request: NodeRequest, response: NodeResponse, exchange: Exchange): void {
   const socket = request.socket as TrackedSocket;
-  if (socket.destroyed) {
+  // A request pipelined behind an answer that closes the connection gets nothing (RFC 9112,
+  // 9.6: a server that sends `close` processes no further request on the connection).
+  if (socket.destroyed || socket[closingOf]) {
     exchange.end();
     return;
   }
@@ -196,7 +200,11 @@ export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTi
   try {
     if (!response.headersSent && !response.destroyed) {
       const { req } = response;
-      if (!req.complete && answer.headers.connection === 'close') (req.socket as NodeSocket & { destroySoon?: unknown }).destroySoon = lingeringClose;
+      if (answer.headers.connection === 'close') {
+        const socket = req.socket as TrackedSocket & { destroySoon?: unknown };
+        socket[closingOf] = true;
+        if (!req.complete) socket.destroySoon = lingeringClose;
+      }
       response.writeHead(answer.status, answer.headers);
       response.end(answer.body);
     }

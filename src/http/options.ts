@@ -32,8 +32,9 @@ export interface LongPollOptions<Req> {
    * The key the limiter counts a request under. The default is the socket's remote address (the
    * fetch adapter: `info.remoteAddr.hostname` when the runtime passes it, else no key, so only
    * the per-channel and total caps apply). When this function returns no non-empty string, or
-   * throws, the default is used (a throw also emits a `LONGPOLL_CLIENT_KEY` warning, once): a
-   * missing header never switches the per-client cap or the rate off. It gets the adapter's own request, so reading a
+   * throws, the default is used (a throw or a value that is not a string also emits a
+   * `LONGPOLL_CLIENT_KEY` warning, once): a missing header never switches the per-client cap or
+   * the rate off. It gets the adapter's own request, so reading a
    * header differs per adapter: Node and Express `req.headers['x-real-ip']`, Koa
    * `ctx.get('x-real-ip')`, fetch `request.headers.get('x-real-ip')`.
    *

@@ -99,15 +99,16 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   function keyOf(request: PollRequest<Req>): string | undefined {
     if (!clientKey) return request.clientKey;
     let key: unknown;
+    let wrong: string | undefined;
     try {
       key = clientKey(request.raw);
+      if (key !== undefined && (typeof key !== 'string' || key === '')) wrong = `returned ${typeof key === 'string' ? 'an empty string' : typeof key}`;
     } catch (error) {
-      if (!keyWarned) {
-        keyWarned = true;
-        globalThis.process?.emitWarning?.(`clientKey threw (${String(error)}); the socket's address is used instead`, {
-          code: 'LONGPOLL_CLIENT_KEY',
-        });
-      }
+      wrong = `threw (${String(error)})`;
+    }
+    if (wrong !== undefined && !keyWarned) {
+      keyWarned = true;
+      globalThis.process?.emitWarning?.(`clientKey ${wrong}; the socket's address is used instead`, { code: 'LONGPOLL_CLIENT_KEY' });
     }
     return typeof key === 'string' && key !== '' ? key : request.clientKey;
   }
@@ -207,6 +208,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
   /** Synchronous up to the poll, so that a poll without `authorize` keeps no suspended frame. */
   function serve(request: PollRequest<Req>, sink: ResponseSink): Exchange {
     const exchange = new Exchange(sink, timeoutStatus);
+    // Its connection is closing (an answer with `Connection: close` went before it): nothing more
+    // is done for requests pipelined behind that answer.
+    if (exchange.ended) return exchange;
     try {
       const { pathname, search } = pathOf(request.url);
       const segment = segmentOf(pathname, prefix);
