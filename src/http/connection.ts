@@ -46,6 +46,8 @@ export interface NodeResponse {
   readonly destroyed: boolean;
   /** Whether the whole response was handed to the socket. */
   readonly writableFinished: boolean;
+  /** Bytes of the response not yet handed to the socket's kernel buffer. */
+  readonly writableLength: number;
   /** Writes the status line and headers. */
   writeHead(status: number, headers: Readonly<Record<string, string>>): unknown;
   /** Writes the body, if any, and ends the response. */
@@ -188,8 +190,8 @@ export function track(request: NodeRequest, response: NodeResponse, exchange: Ex
       socket[openOf] = new Set([open, exchange]);
     }
   }
+  // Until the answer is written; then `writeAnswer` either ends it or waits for `finish`.
   (response as TrackedResponse)[exchangeOf] = exchange;
-  response.on('finish', onFinish);
 }
 
 /**
@@ -213,6 +215,18 @@ export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTi
     response.destroy();
   }
   written(response, sendTimeout);
+  const tracked = response as TrackedResponse;
+  const exchange = tracked[exchangeOf];
+  if (!exchange) return;
+  if (exchange.lease !== undefined || tracked[unsentOf]) {
+    // A lease is released, and a waiting answer's clock stopped, once the answer has left.
+    response.on('finish', onFinish);
+    return;
+  }
+  // Nothing is left to give back once it is written: no listener per answer.
+  tracked[exchangeOf] = undefined;
+  forget(response.req.socket, exchange);
+  exchange.end();
 }
 
 /**
@@ -222,7 +236,8 @@ export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTi
  */
 export function written(response: NodeResponse, sendTimeout: number): void {
   const tracked = response as TrackedResponse;
-  if (response.writableFinished || !tracked[exchangeOf] || tracked[unsentOf]) return;
+  // Nothing waits in the process (the kernel took it all, `finish` follows): no clock to start.
+  if (response.writableFinished || response.writableLength === 0 || !tracked[exchangeOf] || tracked[unsentOf]) return;
   tracked[unsentOf] = true;
   const socket = response.req.socket as TrackedSocket;
   const clock = socket[clockOf];

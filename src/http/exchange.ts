@@ -111,7 +111,8 @@ export class Exchange extends PollTicket<unknown> {
     if (state === ENDED) return;
     this.#state = ENDED;
     if (typeof state === 'object') state.abandon?.();
-    this.cancel(gone);
+    // A poll that was answered has nothing to cancel.
+    if (state !== WRITTEN) this.cancel(gone);
     this.lease?.release();
     this.lease = undefined;
   }

@@ -217,7 +217,8 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // `{prefix}?channels=a,b,c` (or `{prefix}/?channels=…`): a poll over many channels.
       const query = segment === undefined && (pathname === prefix || pathname === `${prefix}/`) ? new URLSearchParams(search) : undefined;
       if (segment === undefined && !query?.has('channels')) throw new LongPollError('not_found', 'No such route');
-      const key = keyOf(request);
+      // The key only matters to a limiter.
+      const key = limiter ? keyOf(request) : undefined;
       limiter?.charge(key);
       const methods = query ? 'GET' : allow;
       const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && !query && publish ? 'publish' : undefined;
