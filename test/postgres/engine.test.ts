@@ -40,6 +40,29 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
     await dropPrefix(SHARED_URL, PREFIX);
   });
 
+  it('emits error when no NOTIFY reaches its listening connection (a listen that is not the pool\'s database, as behind PgBouncer)', async () => {
+    // The listening connection is on another database: LISTEN succeeds, nothing ever arrives.
+    const listen = SHARED_URL.replace(/\/[^/]*$/, '/postgres');
+    const broker = new Broker({ engine: new PostgresEngine({ pool, prefix: PREFIX, listen, timeout: 500 }) });
+    brokers.push(broker);
+    const errors: Error[] = [];
+    broker.on('error', (error) => errors.push(error));
+    await broker.read(channel());
+    const deadline = Date.now() + 5_000;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(errors.map((error) => error.message).join('\n')).toMatch(/No NOTIFY reached the listening connection/);
+  });
+
+  it('emits no such error when NOTIFY arrives', async () => {
+    const broker = new Broker({ engine: new PostgresEngine({ pool, prefix: PREFIX, timeout: 500 }) });
+    brokers.push(broker);
+    const errors: Error[] = [];
+    broker.on('error', (error) => errors.push(error));
+    await broker.read(channel());
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(errors).toEqual([]);
+  });
+
   describe('publishing inside the application transaction', () => {
     it('delivers a message published in a transaction that commits, and wakes a poll held on another instance', async () => {
       const engine = new PostgresEngine({ pool, prefix: PREFIX });
