@@ -162,8 +162,9 @@ function lingeringClose(this: NodeSocket): void {
 
 /**
  * Ties `exchange` to the real lifetime of its connection: it ends when its answer has been
- * handed to the socket (`finish`) or when the socket closes, whichever comes first, so pipelined
- * requests behind a closed connection are freed at once.
+ * handed to the socket (`finish`; an answer that holds no lease and waits for nothing ends as it
+ * is written) or when the socket closes, whichever comes first, so pipelined requests behind a
+ * closed connection are freed at once.
  */
 export function track(request: NodeRequest, response: NodeResponse, exchange: Exchange): void {
   const socket = request.socket as TrackedSocket;
