@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, LongPollError, MemoryEngine, type PollResult } from '../src/index.js';
+import { Broker, MemoryEngine, type PollResult } from '../src/index.js';
 import { requiredOnly } from './support/engines.js';
+import { rejection } from './support/expect-error.js';
 
 const brokers: Broker<unknown>[] = [];
 function broker(options: ConstructorParameters<typeof Broker<unknown>>[0] = {}): Broker<unknown> {
@@ -15,16 +16,6 @@ afterEach(async () => {
 });
 
 const data = (result: PollResult<unknown>) => result.messages.map((m) => `${m.channel}:${String(m.data)}`);
-
-async function expiredError(promise: Promise<unknown>): Promise<LongPollError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(LongPollError);
-  expect((error as LongPollError).code).toBe('cursor_expired');
-  return error as LongPollError;
-}
 
 describe('Broker: many channels in one poll', () => {
   it('reads every channel, each message naming its channel, each channel in publish order', async () => {
@@ -76,7 +67,7 @@ describe('Broker: many channels in one poll', () => {
     const start = await b.readMany(['a', 'b']);
     for (let i = 1; i <= 5; i++) await b.publish('a', i); // a's 1 and 2 are evicted
     await b.publish('b', 1);
-    const error = await expiredError(b.readMany(['a', 'b'], { cursor: start.cursor }));
+    const error = await rejection(b.readMany(['a', 'b'], { cursor: start.cursor }), 'cursor_expired');
     const resumed = await b.readMany(['a', 'b'], { cursor: error.earliestCursor! });
     expect(data(resumed).sort()).toEqual(['a:3', 'a:4', 'a:5', 'b:1']);
   });

@@ -1,21 +1,14 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, LongPollError } from '../../src/index.js';
+import { Broker } from '../../src/index.js';
 import { migrationSql, PostgresEngine } from '../../src/postgres/index.js';
 import { dropPrefix, postgresAvailable, SHARED_URL } from '../support/postgres-server.js';
+import { rejection } from '../support/expect-error.js';
 
 const PREFIX = `engine_${process.pid}`;
 let serial = 0;
 const channel = () => `room-${Date.now().toString(36)}-${++serial}`;
 
-async function failure(promise: Promise<unknown>): Promise<LongPollError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(LongPollError);
-  return error as LongPollError;
-}
 
 describe.runIf(postgresAvailable())('PostgresEngine', () => {
   let pool: pg.Pool;
@@ -121,7 +114,7 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
 
     it('refuses a payload JSON cannot carry with invalid_payload, before it touches the database', async () => {
       const engine = new PostgresEngine({ pool, prefix: PREFIX });
-      expect((await failure(engine.publishWith(pool, channel(), 10n))).code).toBe('invalid_payload');
+      expect((await rejection(engine.publishWith(pool, channel(), 10n))).code).toBe('invalid_payload');
     });
   });
 
@@ -133,7 +126,7 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
       await b.publish(room, 'missed');
       await pool.query(`TRUNCATE ${PREFIX}_messages`);
       await b.publish(room, 'new');
-      const error = await failure(b.read(room, { cursor: seen.cursor }));
+      const error = await rejection(b.read(room, { cursor: seen.cursor }));
       expect(error.code).toBe('cursor_expired');
       expect((await b.read(room, { cursor: error.earliestCursor })).messages.map((m) => m.data)).toEqual(['new']);
     });
@@ -147,7 +140,7 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
       await pool.query(`TRUNCATE ${PREFIX}_messages, ${PREFIX}_channels`);
       await b.publish(room, 'new');
       for (const cursor of [seen.cursor, empty.cursor]) {
-        const error = await failure(b.read(room, { cursor }));
+        const error = await rejection(b.read(room, { cursor }));
         expect(error.code).toBe('cursor_expired');
         expect((await b.read(room, { cursor: error.earliestCursor })).messages.map((m) => m.data)).toEqual(['new']);
       }
@@ -198,7 +191,7 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
       const broker = new Broker({ engine: new PostgresEngine({ pool: dead, prefix: PREFIX, timeout: 1_000 }) });
       try {
         for (const operation of [broker.publish('x', 1), broker.read('x')]) {
-          const error = await failure(operation);
+          const error = await rejection(operation);
           expect(error.code).toBe('unavailable');
           expect(error.status).toBe(503);
         }
@@ -217,7 +210,7 @@ describe.runIf(postgresAvailable())('PostgresEngine', () => {
       try {
         await client.query('BEGIN');
         await client.query(`SELECT 1 FROM ${PREFIX}_channels WHERE channel = $1 FOR UPDATE`, [room]); // the row lock a publish waits for
-        const error = await failure(broker.publish(room, 'blocked'));
+        const error = await rejection(broker.publish(room, 'blocked'));
         expect(error.code).toBe('unavailable');
       } finally {
         await client.query('ROLLBACK');

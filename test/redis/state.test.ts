@@ -1,9 +1,10 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, LongPollError } from 'longpoll-kit';
+import { Broker } from 'longpoll-kit';
 import { RedisEngine } from 'longpoll-kit/redis';
 import { ioredisMajors, type IoredisMajor, type Redis } from '../support/ioredis.js';
 import { freePort, redisAvailable, startRedis, type RedisServer } from '../support/redis-server.js';
+import { rejection } from '../support/expect-error.js';
 
 const PREFIX = 'state:';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -13,15 +14,6 @@ async function ready(redis: Redis): Promise<Redis> {
   return redis;
 }
 
-/** The error a promise rejects with. */
-async function failure(promise: Promise<unknown>): Promise<LongPollError> {
-  const error = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error).toBeInstanceOf(LongPollError);
-  return error as LongPollError;
-}
 
 /** Engines on one redis-server, each on a client of its own (as separate instances have). */
 function instances(Redis: IoredisMajor['Redis'], url: () => string) {
@@ -110,7 +102,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads le
     await admin.flushall();
     const after = await made.engine();
     await after.append('flushed', JSON.stringify('after the flush'));
-    const error = await failure(after.read('flushed', cursor, 10));
+    const error = await rejection(after.read('flushed', cursor, 10));
     expect(error.code).toBe('cursor_expired');
     expect(data(await after.read('flushed', error.earliestCursor, 10))).toEqual(['after the flush']);
   });
@@ -119,7 +111,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads le
     const engine = await made.engine({ capacity: 2 });
     const { cursor } = await engine.read('trimmed', undefined, 10);
     for (const n of [1, 2, 3]) await engine.append('trimmed', String(n));
-    const error = await failure(engine.read('trimmed', cursor, 10));
+    const error = await rejection(engine.read('trimmed', cursor, 10));
     expect(error.code).toBe('cursor_expired');
     expect(data(await engine.read('trimmed', error.earliestCursor, 10))).toEqual([2, 3]);
   });
@@ -130,7 +122,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads le
     await engine.append('deleted', JSON.stringify('lost'));
     await admin.del(`${PREFIX}{deleted}:history`);
     await engine.append('deleted', JSON.stringify('new'));
-    const error = await failure(engine.read('deleted', cursor, 10));
+    const error = await rejection(engine.read('deleted', cursor, 10));
     expect(error.code).toBe('cursor_expired');
     expect(data(await engine.read('deleted', error.earliestCursor, 10))).toEqual(['new']);
   });
@@ -139,9 +131,9 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads le
     const engine = await made.engine();
     const seen = await engine.append('both-deleted', JSON.stringify('seen'));
     await admin.del(`${PREFIX}{both-deleted}:history`, `${PREFIX}{both-deleted}:meta`);
-    expect((await failure(engine.read('both-deleted', seen.cursor, 10))).code).toBe('cursor_expired');
+    expect((await rejection(engine.read('both-deleted', seen.cursor, 10))).code).toBe('cursor_expired');
     await engine.append('both-deleted', JSON.stringify('new'));
-    const error = await failure(engine.read('both-deleted', seen.cursor, 10));
+    const error = await rejection(engine.read('both-deleted', seen.cursor, 10));
     expect(error.code).toBe('cursor_expired');
     expect(data(await engine.read('both-deleted', error.earliestCursor, 10))).toEqual(['new']);
   });
@@ -151,9 +143,9 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine: what reads le
     const { cursor } = await engine.read('old', undefined, 10);
     const [epoch, tag, at] = cursor.split('.');
     const dayOld = `${epoch}.${tag}.${Number(at!.split('-')[0]) - 86_400_000}-0`;
-    expect((await failure(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
+    expect((await rejection(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
     await engine.append('old', JSON.stringify('x'));
-    expect((await failure(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
+    expect((await rejection(engine.read('old', dayOld, 10))).code).toBe('cursor_expired');
     expect(data(await engine.read('old', cursor, 10))).toEqual(['x']);
   });
 });
@@ -210,7 +202,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a Redis 
     await after.append('empty-restart', JSON.stringify('new'));
     await after.append('empty-restart-2', JSON.stringify('new'));
     for (const [channel, cursor] of [['empty-restart', seen.cursor], ['empty-restart-2', nothingYet]] as const) {
-      const error = await failure(after.read(channel, cursor, 10));
+      const error = await rejection(after.read(channel, cursor, 10));
       expect(error.code).toBe('cursor_expired');
       expect(data(await after.read(channel, error.earliestCursor, 10))).toEqual(['new']);
     }
@@ -229,7 +221,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a Redis 
     const b = new Broker({ engine });
     try {
       const started = performance.now();
-      const error = await failure(b.poll('rollback', { cursor: lost.cursor, wait: 5_000 }));
+      const error = await rejection(b.poll('rollback', { cursor: lost.cursor, wait: 5_000 }));
       expect(error.code).toBe('cursor_expired');
       expect(performance.now() - started).toBeLessThan(1_000);
       expect(data(await b.read('rollback', { cursor: error.earliestCursor }))).toEqual(['saved']);
@@ -255,7 +247,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a Redis 
     await fresh.append('rollback-a', JSON.stringify('new'));
     await fresh.append('rollback-b', JSON.stringify('new'));
     for (const [channel, cursor] of [['rollback-a', saved.cursor], ['rollback-b', nothingYet]] as const) {
-      const error = await failure(fresh.read(channel, cursor, 10));
+      const error = await rejection(fresh.read(channel, cursor, 10));
       expect(error.code).toBe('cursor_expired');
       expect(data(await fresh.read(channel, error.earliestCursor, 10))).toContain('new');
     }
@@ -355,7 +347,7 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine after a failov
       const fresh = await made.engine(); // a new instance, which knows nothing of before
       await untilExpired(fresh, 'failover', saved.cursor); // the survivor reconnects and checks
       await fresh.append('failover', JSON.stringify('new'));
-      const error = await failure(fresh.read('failover', saved.cursor, 10));
+      const error = await rejection(fresh.read('failover', saved.cursor, 10));
       expect(error.code).toBe('cursor_expired');
       expect(data(await fresh.read('failover', error.earliestCursor, 10))).toEqual(['new']);
     } finally {
