@@ -51,6 +51,14 @@ export interface Batch<T = JsonValue> {
    * of serialising the messages again.
    */
   readonly json?: string;
+  /**
+   * Optional: the cursor just after each message, `cursors[i]` after `messages[i]` (the last one
+   * may differ from `cursor`, which can move past positions other channels used). A Server-Sent
+   * Events stream sends each as the message's `id:`, so that a reconnect resumes after the
+   * last message the client received. Without it, only a batch's last message carries an id,
+   * and a client cut inside a batch gets the batch's earlier messages again.
+   */
+  readonly cursors?: readonly Cursor[];
 }
 
 /**
@@ -126,6 +134,12 @@ export interface Engine {
    * `read`'s question. Optional: without it, `read` is the only check.
    */
   checkCursor?(channel: string, cursor: Cursor): void;
+  /**
+   * Optional: the cursor just after `channel`'s newest message (for a channel without messages,
+   * what `read` of it would return), so that a read from it gets only what comes next. Used
+   * for `firstMessage: 'newest'`; without it, the broker reads the channel to its end.
+   */
+  tail?(channel: string): Promise<Cursor>;
   /** Whether `channel` holds messages now (used to count channels without double counting). */
   retains(channel: string): boolean;
   /** What the engine holds right now. */
