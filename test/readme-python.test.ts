@@ -20,7 +20,7 @@ import { stopProcess } from './support/child-process.js';
 function pythonAvailable(): boolean {
   const found = spawnSync('python3', ['-c', 'import requests'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
   if (found) return true;
-  if (process.env.CI === 'true') throw new Error('python3 with requests is required under CI=true (apt-get install python3-requests)');
+  if (process.env.CI === 'true') throw new Error('python3 with requests is required under CI=true (.ci/run installs python3-requests)');
   console.warn('\n!!! python3 or its requests module not found: SKIPPING test/readme-python.test.ts. Install python3-requests to run it. !!!\n');
   return false;
 }
