@@ -78,7 +78,8 @@ export interface SubscribeOptions {
   idleTimeout?: number;
   /**
    * Resume just after this cursor (one a previous subscription's `cursor` gave you). Without
-   * one, the server first sends everything it retains on the channel.
+   * one, the server first sends everything it retains on the channel (or channels). Polls send
+   * it as `?cursor=`, a stream (`transport: 'sse'`) as `Last-Event-ID`.
    * @default undefined
    */
   cursor?: Cursor;
@@ -132,8 +133,8 @@ export interface SubscribeOptions {
    */
   fetch?: Fetch;
   /**
-   * Headers sent with every poll, or a function called before each poll (for a token that
-   * changes).
+   * Headers sent with every poll (or stream, with `transport: 'sse'`), or a function called
+   * before each request (for a token that changes).
    * @default undefined
    */
   headers?: HeadersInput | (() => HeadersInput);

@@ -86,7 +86,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * A live subscription to one channel: listen with {@link Subscription.on}, or read it with
+ * A live subscription to one channel, or to many (the `channels` option): listen with {@link Subscription.on}, or read it with
  * `for await`. Created by {@link subscribe}, which starts polling at once.
  *
  * What the iterator sees: the subscription buffers every message (up to `bufferSize`; when the
