@@ -76,7 +76,9 @@ export async function readStream<T>(request: StreamRequest, handlers: StreamHand
   try {
     const headers: Record<string, string> = { accept: 'text/event-stream', ...request.headers };
     if (request.cursor !== undefined) headers['last-event-id'] = request.cursor;
-    const response = await request.fetch(request.url, { headers, signal: deadline.signal, cache: 'no-store' });
+    // Called unbound: a browser's fetch throws "Illegal invocation" when `this` is not the window.
+    const fetcher = request.fetch;
+    const response = await fetcher(request.url, { headers, signal: deadline.signal, cache: 'no-store' });
     deadline.extend(idleTimeout, idle);
     const type = response.headers.get('content-type') ?? 'no content type';
     // A 200 of another type is a server or proxy that does not stream: its body is not read.
