@@ -24,7 +24,7 @@ export function renderMany(result) {
   const { plan, summary, ratios, ratio: value } = result;
   lines.push(
     `${integer(plan.clients)} clients re-poll at once after every answer, resuming from their cursor. ` +
-      '**10 channels**: each client polls 10 of 40 channels in one request (`GET /channels?channels=…`), a different list per client (640 distinct lists; every channel followed by a quarter of the clients), with its composite cursor. ' +
+      '**10 channels**: each client polls 10 of 40 channels in one request (`GET /channels?channels=…`), a different list per client (320 distinct sets of channels; every channel followed by a quarter of the clients), with its composite cursor. ' +
       '**1 channel**: the same clients on 4 channels, one each (`GET /channels/room.n`). ' +
       'The server publishes round-robin on every channel, the next message only once all polls are held again, so each publish wakes a quarter of the clients in both and every answer carries one message. ' +
       `Server CPU time (process.cpuUsage in the server process) over ${integer(plan.publishes)} publishes (${integer((plan.publishes * plan.clients) / 4)} answers) per turn, after ${plan.warmup} for warm-up, divided by the answers: ` +

@@ -127,7 +127,7 @@ answerRequests({
     const ms = performance.now() - start;
     if (inspector) {
       const { profile } = await inspector.post('Profiler.stop');
-      writeFileSync(`${profileDir}/${system}-cycle-${profiles++}.cpuprofile`, JSON.stringify(profile));
+      writeFileSync(`${profileDir}/${system}-cycle-${process.pid}-${profiles++}.cpuprofile`, JSON.stringify(profile));
     }
     return { cpu: user + kernel, ms };
   },

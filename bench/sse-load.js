@@ -14,7 +14,7 @@ const [port = '', path = ''] = process.argv.slice(2);
 const CRLF = Buffer.from('\r\n');
 const CRLF2 = Buffer.from('\r\n\r\n');
 /** Connects in flight at once: a burst of thousands overflows the listen backlog. */
-const OPENING = 200;
+const OPENING = 1000;
 
 let newest = '';
 let messages = 0;

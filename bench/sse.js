@@ -34,9 +34,12 @@ export async function runSseTurn(system, plan) {
 
     /** Opens streams until `count` are open, publishes once, waits for the event on every one. */
     async function fanout(count) {
+      const t0 = Date.now();
       await askLoad('open', { count }, 180_000);
       await askServer('waitHeld', { count, timeout: 30_000 }, 35_000);
+      const t1 = Date.now();
       const memory = await askServer('memory');
+      if (process.env.BENCH_DEBUG) console.log(`sse ${system} ${count}: streams open in ${t1 - t0} ms, memory in ${Date.now() - t1} ms`);
       await askLoad('mark');
       const before = BigInt(await askServer('publish', { window: true }));
       const { last, errors } = await askLoad('await', { count, timeout: 60_000 }, 70_000);
