@@ -1,9 +1,10 @@
 /**
  * The channel lists of bench/many.js. Many: 40 channels, and each client takes 10 of them, a
  * different list per client: client i starts at channel i mod 40 and steps by one of the 16
- * strides prime to 40 (320 distinct sets of channels: stride t from s and 40 − t from s + 9t are the same set), and with a multiple of 40 clients every
- * channel has the same number of followers (a quarter of the clients). Single: the same number
- * of clients on 4 channels, one each, so that a publish wakes a quarter of the clients in both.
+ * strides prime to 40 (320 distinct sets of channels: stride t from s and 40 − t from s + 9t
+ * are the same set), and with a multiple of 40 clients every channel has the same number of
+ * followers (a quarter of the clients). Single: the same number of clients on 4 channels, one
+ * each, so that a publish wakes a quarter of the clients in both.
  */
 export const MANY = 40;
 export const PER_CLIENT = 10;
