@@ -278,7 +278,7 @@ if (!quick) {
   writeFileSync(
     docs,
     `# Benchmarks\n\nWritten by \`npm run bench\` (bench/run.js); the chart is [bench/results/latest.svg](../bench/results/latest.svg). ` +
-      'How each figure is measured is described in bench/run.js, bench/turn.js and bench/history.js.\n\n' +
+      'How each figure is measured is described in bench/run.js, bench/turn.js, bench/history.js, bench/many.js and bench/sse.js; `node bench/run.js --only=many,sse` runs some sections alone.\n\n' +
       markdown.replace(/^# .*\n/, '') +
       HISTORY +
       (micro === -1 ? '' : previous.slice(micro)),
