@@ -96,7 +96,7 @@ const plan = quick
       historyPolls: 20_000,
     };
 /** bench/many.js: N re-polling clients, a fixed number of publishes per turn. */
-plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 4, clients: 1000, publishes: 48, warmup: 10 };
+plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 3, clients: 1000, publishes: 40, warmup: 10 };
 /** bench/sse.js: fanouts to N open streams. */
 plan.sse = quick
   ? { rounds: 1, sizes: [1000] }
@@ -222,8 +222,9 @@ if (runs('engines')) {
 }
 
 /** A section that failed is reported as not measured; the rest of the run stands. */
-async function section(name, measure) {
+async function section(name, title, measure) {
   if (!runs(name)) return undefined;
+  console.log(`bench: ${title}`);
   const t0 = Date.now();
   try {
     await distReady();
@@ -235,10 +236,8 @@ async function section(name, measure) {
     console.log(`bench: ${name} took ${Math.round((Date.now() - t0) / 1000)} s`);
   }
 }
-console.log('bench: many channels in one request (bench/many.js)');
-const many = await section('many', () => measureMany(plan.many));
-console.log('bench: Server-Sent Events (bench/sse.js)');
-const sse = await section('sse', () => measureSse(plan.sse));
+const many = await section('many', 'many channels in one request (bench/many.js)', () => measureMany(plan.many));
+const sse = await section('sse', 'Server-Sent Events (bench/sse.js)', () => measureSse(plan.sse));
 const streams = `${many ? `\n${renderMany(many).trimEnd()}\n` : ''}${sse ? `\n${renderSse(sse).trimEnd()}\n` : ''}`;
 
 const cpus = os.cpus();
