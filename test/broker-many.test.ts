@@ -186,3 +186,33 @@ describe('Broker: many channels in one poll', () => {
     },
   );
 });
+
+describe.each([
+  ['the engine tail', () => new MemoryEngine()],
+  ['reading to the end (an engine without tail)', () => requiredOnly(new MemoryEngine({ capacity: 2500 }))],
+])("firstMessage: 'newest' through %s", (_name, engineOf) => {
+  it('reads, polls and polls many channels from after the newest message', async () => {
+    const b = broker({ engine: engineOf() });
+    // More than one read of 1,000 messages, for the engine read to its end.
+    for (let i = 0; i < 2100; i++) await b.publish('a', i);
+    await b.publish('b', 'old');
+    expect((await b.read('a', { firstMessage: 'newest' })).messages).toEqual([]);
+    expect((await b.readMany(['a', 'b'], { firstMessage: 'newest' })).messages).toEqual([]);
+    const one = b.poll('a', { firstMessage: 'newest', wait: 5_000 });
+    const many = b.pollMany(['a', 'b'], { firstMessage: 'newest', wait: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(b.stats().waiters).toBe(2);
+    await b.publish('b', 'new');
+    await b.publish('a', 'new');
+    expect((await one).messages.map((m) => m.data)).toEqual(['new']);
+    expect((await many).messages.map((m) => `${m.channel}:${String(m.data)}`)).toEqual(['b:new']);
+    // A cursor wins: 'newest' only places reads that have none.
+    const first = await b.read('b', { limit: 1 });
+    expect((await b.read('b', { cursor: first.cursor, firstMessage: 'newest' })).messages.map((m) => m.data)).toEqual(['new']);
+  });
+
+  it('refuses another value with invalid_option', async () => {
+    const b = broker({ engine: engineOf() });
+    await rejection(b.read('a', { firstMessage: 'latest' as 'newest' }), 'invalid_option');
+  });
+});
