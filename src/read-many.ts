@@ -46,6 +46,15 @@ function shareRoundRobin(available: readonly number[], limit: number): number[] 
   return shares;
 }
 
+/** `read()` as `Promise.allSettled` reports it. */
+function settle(read: () => Batch): PromiseSettledResult<Batch> {
+  try {
+    return { status: 'fulfilled', value: read() };
+  } catch (reason) {
+    return { status: 'rejected', reason };
+  }
+}
+
 /** One channel's part of a many-channel answer. */
 interface Part {
   readonly messages: readonly Message[];
@@ -74,8 +83,12 @@ export async function readMany<T>(
   positions: Map<string, Cursor | undefined>,
   limit: number,
 ): Promise<{ messages: readonly Message<T>[]; cursors: (Cursor | undefined)[]; counts: Map<string, number> }> {
-  const read = (channel: string, count: number) => engine.read(channel, positions.get(channel), count);
-  const settled = await Promise.allSettled(list.map((channel) => read(channel, limit)));
+  const { readNow } = engine;
+  // The synchronous read, where the engine has one, makes no promise per channel.
+  const read = readNow
+    ? (channel: string, count: number) => readNow.call(engine, channel, positions.get(channel), count)
+    : (channel: string, count: number) => engine.read(channel, positions.get(channel), count);
+  const settled = readNow ? list.map((channel) => settle(() => read(channel, limit) as Batch)) : await Promise.allSettled(list.map((channel) => read(channel, limit)));
   const expired = new Map<string, Cursor | undefined>();
   for (const [i, outcome] of settled.entries()) {
     if (outcome.status === 'fulfilled') continue;
