@@ -72,6 +72,43 @@ describe('Broker: many channels in one poll', () => {
     expect(data(resumed).sort()).toEqual(['a:3', 'a:4', 'a:5', 'b:1']);
   });
 
+  it('tells apart two channels whose 32-bit tags collide, however the list is ordered or shortened', async () => {
+    // c693596 and c1170850 have the same FNV-1a hash, the tag inside the engines' cursors.
+    const [x, y] = ['c693596', 'c1170850'];
+    const b = broker();
+    await b.publish(y, 1);
+    await b.publish(y, 2);
+    await b.publish(x, 1);
+    const first = await b.readMany([x, y], { limit: 2 });
+    expect(data(first).sort()).toEqual([`${x}:1`, `${y}:1`].sort());
+    // Reordered: each channel keeps its own position (y must not take x's, past y:2).
+    expect(data(await b.readMany([y, x], { cursor: first.cursor }))).toEqual([`${y}:2`]);
+    // Shortened to y: x's entry is dropped, not given to y.
+    expect(data(await b.readMany([y], { cursor: first.cursor }))).toEqual([`${y}:2`]);
+  });
+
+  // Known gap: a listed channel that the cursor does not name yet and that got none of the limit
+  // (the other channels took it) stays unnamed in the next cursor, so it is read from everything
+  // retained again; if its oldest message is evicted in between, that message is skipped without
+  // a cursor_expired. Naming it at the position before its oldest retained message needs an engine
+  // member that the Engine contract does not have (a cursor before the first retained message).
+  it.fails('never skips the oldest message of a listed channel that got none of the limit when it is evicted', async () => {
+    const b = broker({ capacity: 3 });
+    await b.publish('a', 0);
+    await b.publish('b', 0);
+    const first = await b.readMany(['b', 'a'], { limit: 1 });
+    expect(data(first)).toEqual(['b:0']);
+    for (let i = 1; i <= 3; i++) await b.publish('a', i); // a:0 is evicted
+    let resumed: PollResult<unknown> | undefined;
+    try {
+      resumed = await b.readMany(['b', 'a'], { cursor: first.cursor });
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'cursor_expired' }); // acceptable: told
+      return;
+    }
+    expect(data(resumed)).toEqual(['a:0', 'a:1', 'a:2', 'a:3']); // a silent gap: a:1, a:2, a:3
+  });
+
   it('holds one poll for all its channels until a publish on any of them', async () => {
     const b = broker();
     const start = await b.readMany(['a', 'b', 'c']);
