@@ -45,6 +45,30 @@ function shareRoundRobin(available: readonly number[], limit: number): number[] 
 }
 
 /**
+ * Reads each of `channels` after its position, up to its count. A `cursor_expired` on any of
+ * them becomes one `cursor_expired` whose `earliestCursor` is the composite cursor with every
+ * expired channel moved to its earliest retained position and the others untouched.
+ */
+async function readEach(engine: Engine, channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, counts: readonly number[]): Promise<Batch[]> {
+  const settled = await Promise.allSettled(channels.map((channel, i) => engine.read(channel, positions.get(channel), counts[i]!)));
+  const expired = new Map<string, Cursor | undefined>();
+  for (const [i, outcome] of settled.entries()) {
+    if (outcome.status === 'fulfilled') continue;
+    const error: unknown = outcome.reason;
+    if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') throw error;
+    expired.set(channels[i]!, error.earliestCursor);
+  }
+  if (expired.size > 0) {
+    const earliest = new Map(positions);
+    for (const [channel, cursor] of expired) earliest.set(channel, cursor);
+    throw new LongPollError('cursor_expired', `Messages after the cursor have expired on ${[...expired.keys()].join(', ')}; resume from earliestCursor`, {
+      earliestCursor: encodeComposite(earliest),
+    });
+  }
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
+}
+
+/**
  * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
  * `positions` past what it returns.
  */
@@ -54,31 +78,23 @@ list: readonly string[],
 positions: Map<string, Cursor | undefined>,
 limit: number,
 ): Promise<{ messages: readonly Message<T>[]; counts: Map<string, number> }> {
-  const read = (channel: string, count: number) => engine.read(channel, positions.get(channel), count);
-  const settled = await Promise.allSettled(list.map((channel) => read(channel, limit)));
-  const expired = new Map<string, Cursor | undefined>();
-  for (const [i, outcome] of settled.entries()) {
-    if (outcome.status === 'fulfilled') continue;
-    const error: unknown = outcome.reason;
-    if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') throw error;
-    expired.set(list[i]!, error.earliestCursor);
-  }
-  if (expired.size > 0) {
-    const earliest = new Map(positions);
-    for (const [channel, cursor] of expired) earliest.set(channel, cursor);
-    throw new LongPollError('cursor_expired', `Messages after the cursor have expired on ${[...expired.keys()].join(', ')}; resume from earliestCursor`, {
-      earliestCursor: encodeComposite(earliest),
-    });
-  }
-  const batches = settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
+  const batches = await readEach(engine, list, positions, list.map(() => limit));
   const shares = shareRoundRobin(
     batches.map((batch) => batch.messages.length),
     limit,
   );
   // A channel that got less than it had is read again up to its share, for the cursor just
-  // after the last message it returns.
-  for (const [i, share] of shares.entries()) {
-    if (share > 0 && share < batches[i]!.messages.length) batches[i] = await read(list[i]!, share);
+  // after the last message it returns. A publish may evict in between: that read's
+  // cursor_expired is the composite one too.
+  const again = [...shares.keys()].filter((i) => shares[i]! > 0 && shares[i]! < batches[i]!.messages.length);
+  if (again.length > 0) {
+    const reread = await readEach(
+      engine,
+      again.map((i) => list[i]!),
+      positions,
+      again.map((i) => shares[i]!),
+    );
+    for (const [j, i] of again.entries()) batches[i] = reread[j]!;
   }
   const messages: Message<T>[] = [];
   const counts = new Map<string, number>();

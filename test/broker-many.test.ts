@@ -72,6 +72,20 @@ describe('Broker: many channels in one poll', () => {
     expect(data(resumed).sort()).toEqual(['a:3', 'a:4', 'a:5', 'b:1']);
   });
 
+  it('answers a composite cursor_expired when a publish evicts between a read and the read of a channel cut short by the limit', async () => {
+    const b = broker({ capacity: 3 });
+    const first = await b.readMany(['a', 'b']);
+    for (let i = 0; i < 3; i++) await b.publish('a', i);
+    await b.publish('b', 0);
+    // a has 3 for a share of 1: it is read again for its cursor, after this publish evicts a:0.
+    const read = b.readMany(['a', 'b'], { cursor: first.cursor, limit: 2 });
+    const published = b.publish('a', 3);
+    const error = await rejection(read, 'cursor_expired');
+    await published;
+    // The earliestCursor is a composite one: b keeps its place, a resumes at its oldest.
+    expect(data(await b.readMany(['a', 'b'], { cursor: error.earliestCursor! })).sort()).toEqual(['a:1', 'a:2', 'a:3', 'b:0']);
+  });
+
   it('tells apart two channels whose 32-bit tags collide, however the list is ordered or shortened', async () => {
     // c693596 and c1170850 have the same FNV-1a hash, the tag inside the engines' cursors.
     const [x, y] = ['c693596', 'c1170850'];
