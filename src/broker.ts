@@ -3,7 +3,7 @@ import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { BrokerEvents, Delivery } from './broker-events.js';
 import { decodeComposite, encodeComposite } from './composite-cursor.js';
-import { channelsOf, readMany } from './read-many.js';
+import { channelsOf, readMany, tailOf } from './read-many.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { emitGuarded } from './guarded-emit.js';
@@ -73,6 +73,15 @@ function limitOf(options: ReadOptions): number {
   return Math.min(limit, MAX_LIMIT);
 }
 
+/** Whether a read without a cursor starts after the newest message. */
+function fromNewest(options: ReadOptions): boolean {
+  const { firstMessage = 'oldest' } = options;
+  if (firstMessage !== 'oldest' && firstMessage !== 'newest') {
+    throw new LongPollError('invalid_option', `firstMessage must be 'oldest' or 'newest', got ${String(firstMessage)}`);
+  }
+  return firstMessage === 'newest';
+}
+
 function waitOf(options: PollOptions): number {
   const { wait = DEFAULT_WAIT } = options;
   if (typeof wait !== 'number' || Number.isNaN(wait) || wait < 0) {
@@ -87,7 +96,7 @@ function shuttingDown(): LongPollError {
 
 function answerOf<T>(batch: Batch): Answer<T> {
   const result: PollResult<T> = Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor: batch.cursor, timedOut: false });
-  return new Answer(result, batch.json);
+  return new Answer(result, batch.json, batch.cursors);
 }
 
 /** The ticket of {@link Broker.poll}: settles its promise, and cancels on its signal. */
@@ -220,10 +229,12 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   async read(channel: string, options: ReadOptions = {}): Promise<PollResult<T>> {
     assertChannel(channel);
-    const cursor = cursorOf(options ?? {});
+    let cursor = cursorOf(options ?? {});
     const limit = limitOf(options ?? {});
+    const newest = fromNewest(options ?? {});
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
+    if (cursor === undefined && newest) cursor = await tailOf(this.#engine, channel);
     return answerOf<T>(await this.#engine.read(channel, cursor, limit)).result;
   }
 
@@ -263,8 +274,10 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const list = channelsOf(channels);
     const positions = decodeComposite(cursorOf(options ?? {}), list);
     const limit = limitOf(options ?? {});
+    const newest = fromNewest(options ?? {});
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
+    if (newest) await this.#fromTail(positions);
     const { messages } = await readMany<T>(this.#engine, list, positions, limit);
     return Object.freeze({ messages, cursor: encodeComposite(positions), timedOut: false });
   }
@@ -299,7 +312,18 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const positions = decodeComposite(cursorOf(options), list);
     const limit = limitOf(options);
     const wait = waitOf(options);
+    if (fromNewest(options)) {
+      if (this.#ready) await this.#ready;
+      await this.#fromTail(positions);
+    }
     await this.#pollMany(list, positions, limit, wait === 0 ? 0 : Date.now() + wait, ticket);
+  }
+
+  /** Moves every channel without a position to just after its newest message. */
+  async #fromTail(positions: Map<string, Cursor | undefined>): Promise<void> {
+    const unnamed = [...positions].filter(([, cursor]) => cursor === undefined).map(([channel]) => channel);
+    const tails = await Promise.all(unnamed.map((channel) => tailOf(this.#engine, channel)));
+    for (const [i, channel] of unnamed.entries()) positions.set(channel, tails[i]);
   }
 
   /**
@@ -320,11 +344,11 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       if (this.#ready) await this.#ready;
       for (;;) {
         const versions = states.map((state) => state.version);
-        const { messages, counts } = await readMany<T>(this.#engine, list, positions, limit);
+        const { messages, cursors, counts } = await readMany<T>(this.#engine, list, positions, limit);
         ticket.throwIfCancelled();
         const cursor = encodeComposite(positions);
         if (messages.length > 0) {
-          ticket.resolve(new Answer(Object.freeze({ messages, cursor, timedOut: false }), undefined));
+          ticket.resolve(new Answer(Object.freeze({ messages, cursor, timedOut: false }), undefined, cursors));
           for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
           return;
         }
@@ -372,12 +396,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     let cursor = cursorOf(options);
     const limit = limitOf(options);
     const wait = waitOf(options);
+    const newest = fromNewest(options) && cursor === undefined;
     ticket.throwIfCancelled();
     if (this.#closed) throw shuttingDown();
 
     const state = this.#enter(channel);
     try {
       if (this.#ready) await this.#ready;
+      if (newest) cursor = await tailOf(this.#engine, channel);
       for (;;) {
         const version = state.version;
         // The synchronous read, where the engine has one, suspends nothing.

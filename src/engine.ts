@@ -136,8 +136,9 @@ export interface Engine {
   checkCursor?(channel: string, cursor: Cursor): void;
   /**
    * Optional: the cursor just after `channel`'s newest message (for a channel without messages,
-   * what `read` of it would return), so that a read from it gets only what comes next. Used
-   * for `firstMessage: 'newest'`; without it, the broker reads the channel to its end.
+   * one like `read` of it would return), so that a read from it gets only what comes next. Like
+   * `read`, it stores nothing for a channel that has no history. Used for
+   * `firstMessage: 'newest'`; without it, the broker reads the channel to its end.
    */
   tail?(channel: string): Promise<Cursor>;
   /** Whether `channel` holds messages now (used to count channels without double counting). */

@@ -322,12 +322,24 @@ export class MemoryEngine implements Engine {
     // Frozen: every reader of this batch shares the array.
     const entries = ring.slice(start, end);
     const messages: Message[] = new Array<Message>(entries.length);
+    const cursors: Cursor[] = new Array<Cursor>(entries.length);
+    const prefix = `${this.epoch}.${tag}.`;
     let json = '[';
     for (let i = 0; i < entries.length; i++) {
-      messages[i] = entries[i]!.message;
-      json += i === 0 ? entries[i]!.text : `,${entries[i]!.text}`;
+      const entry = entries[i]!;
+      messages[i] = entry.message;
+      cursors[i] = prefix + entry.position.toString(36);
+      json += i === 0 ? entry.text : `,${entry.text}`;
     }
-    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]` };
+    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]`, cursors: Object.freeze(cursors) };
+  }
+
+  /**
+   * The cursor just after `channel`'s newest message: the engine's latest position, as a read to
+   * the channel's end returns it, whether or not the channel holds messages. Creates nothing.
+   */
+  async tail(channel: string): Promise<Cursor> {
+    return this.#cursor(this.#channels.get(channel)?.tag ?? tagOf(channel), this.#sequence);
   }
 
   /** {@inheritDoc Engine.retains} */

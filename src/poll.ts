@@ -9,6 +9,13 @@ export interface ReadOptions {
    * @default 100
    */
   limit?: number;
+  /**
+   * Where a read without a cursor starts (for many channels: each channel the cursor does not
+   * name): with everything retained (`'oldest'`), or after the newest message, so that only
+   * what is published next is returned (`'newest'`; a poll then waits for it).
+   * @default 'oldest'
+   */
+  firstMessage?: 'oldest' | 'newest';
 }
 
 /** Options of {@link Broker.poll}. */
@@ -61,7 +68,7 @@ const utf8 = new TextEncoder();
  * UTF-8 bytes of `text`: `Buffer.from` where there is one, which takes small buffers from a shared
  * pool instead of allocating each (bench/micro/answer-bytes.js), `TextEncoder` elsewhere.
  */
-const encode: (text: string) => Uint8Array<ArrayBuffer> =
+export const encode: (text: string) => Uint8Array<ArrayBuffer> =
   NodeBuffer === undefined ? (text) => utf8.encode(text) : (text) => NodeBuffer.from(text, 'utf8');
 
 /**
@@ -79,11 +86,20 @@ export class Answer<T = JsonValue> {
    * @param result - the frozen result
    * @param messagesJson - `JSON.stringify(result.messages)`, when the engine kept the text of
    *   the messages (`Batch.json`), so that no answer serialises a payload again
+   * @param cursors - where the engine said (`Batch.cursors`): the cursor of the message's
+   *   channel just after each message; an answer over many channels has them per channel
    */
   constructor(
     readonly result: PollResult<T>,
     readonly messagesJson: string | undefined,
+    readonly cursors?: readonly (Cursor | undefined)[],
   ) {}
+
+  /**
+   * The answer as Server-Sent Events, made by the first event stream that writes a
+   * single-channel answer and shared by every stream it goes to (see `src/http/sse.ts`).
+   */
+  events: Uint8Array<ArrayBuffer> | undefined = undefined;
 
   /** `JSON.stringify(result)`, assembled from the engine's text when there is one. */
   get text(): string {

@@ -1,10 +1,12 @@
 import type { Batch, Cursor, Engine, Message } from './engine.js';
 import { LongPollError } from './errors.js';
 import { encodeComposite } from './composite-cursor.js';
+import { MAX_LIMIT } from './limits.js';
 
 /*
  * Reading many channels at once, for `Broker.readMany` and `Broker.pollMany`: the list of
- * channels, and one read of all of them that shares the limit fairly.
+ * channels, and one read of all of them that shares the limit fairly; and where a channel ends
+ * (`firstMessage: 'newest'`).
  */
 
 /** The channels of a many-channel poll: a non-empty list of distinct, non-empty names. */
@@ -44,6 +46,22 @@ function shareRoundRobin(available: readonly number[], limit: number): number[] 
   return shares;
 }
 
+/** One channel's part of a many-channel answer. */
+interface Part {
+  readonly messages: readonly Message[];
+  /** The channel's cursor just after each message, where the engine gave them. */
+  readonly cursors?: readonly (Cursor | undefined)[];
+  /** Where the channel's next read starts. */
+  readonly cursor: Cursor;
+}
+
+/** The first `share` messages of `batch`, when the engine said where each one ends. */
+function partOf(batch: Batch, share: number): Part | undefined {
+  if (share === batch.messages.length) return batch;
+  const cursor = batch.cursors?.[share - 1];
+  return cursor === undefined ? undefined : { messages: batch.messages.slice(0, share), cursors: batch.cursors!.slice(0, share), cursor };
+}
+
 /**
  * Reads each of `channels` after its position, up to its count. A `cursor_expired` on any of
  * them becomes one `cursor_expired` whose `earliestCursor` is the composite cursor with every
@@ -70,23 +88,26 @@ async function readEach(engine: Engine, channels: readonly string[], positions: 
 
 /**
  * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
- * `positions` past what it returns.
+ * `positions` past what it returns. `cursors[i]` is the cursor of `messages[i]`'s channel just
+ * after it, where the engine gave one (`Batch.cursors`); the last message of each channel always
+ * has one.
  */
 export async function readMany<T>(
-engine: Engine,
-list: readonly string[],
-positions: Map<string, Cursor | undefined>,
-limit: number,
-): Promise<{ messages: readonly Message<T>[]; counts: Map<string, number> }> {
+  engine: Engine,
+  list: readonly string[],
+  positions: Map<string, Cursor | undefined>,
+  limit: number,
+): Promise<{ messages: readonly Message<T>[]; cursors: (Cursor | undefined)[]; counts: Map<string, number> }> {
   const batches = await readEach(engine, list, positions, list.map(() => limit));
   const shares = shareRoundRobin(
     batches.map((batch) => batch.messages.length),
     limit,
   );
-  // A channel that got less than it had is read again up to its share, for the cursor just
-  // after the last message it returns. A publish may evict in between: that read's
-  // cursor_expired is the composite one too.
-  const again = [...shares.keys()].filter((i) => shares[i]! > 0 && shares[i]! < batches[i]!.messages.length);
+  // A channel that got less than it had needs the cursor just after the last message it returns:
+  // the engine's per-message cursor, or else a second read up to its share. A publish may evict
+  // in between: that read's cursor_expired is the composite one too.
+  const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
+  const again = [...parts.keys()].filter((i) => parts[i] === undefined);
   if (again.length > 0) {
     const reread = await readEach(
       engine,
@@ -94,25 +115,50 @@ limit: number,
       positions,
       again.map((i) => shares[i]!),
     );
-    for (const [j, i] of again.entries()) batches[i] = reread[j]!;
+    for (const [j, i] of again.entries()) parts[i] = reread[j]!;
   }
   const messages: Message<T>[] = [];
+  const cursors: (Cursor | undefined)[] = [];
   const counts = new Map<string, number>();
   for (let round = 0; messages.length < limit; round++) {
     let taken = false;
-    for (const [i, batch] of batches.entries()) {
-      if (round >= shares[i]!) continue;
-      messages.push(batch.messages[round] as Message<T>);
+    for (const [i, part] of (parts as Part[]).entries()) {
+      const share = shares[i]!;
+      if (round >= share) continue;
+      messages.push(part.messages[round] as Message<T>);
+      cursors.push(round === share - 1 ? part.cursor : part.cursors?.[round]);
       taken = true;
     }
     if (!taken) break;
   }
-  for (const [i, batch] of batches.entries()) {
+  for (const [i, part] of (parts as Part[]).entries()) {
     const channel = list[i]!;
     // A channel that returned nothing keeps its position, or, read from everything retained,
     // moves to the head of an empty history.
-    if (shares[i]! > 0 || batch.messages.length === 0) positions.set(channel, batch.cursor);
+    if (shares[i]! > 0 || part.messages.length === 0) positions.set(channel, part.cursor);
     if (shares[i]! > 0) counts.set(channel, shares[i]!);
   }
-  return { messages: Object.freeze(messages), counts };
+  return { messages: Object.freeze(messages), cursors, counts };
+}
+
+/**
+ * The cursor just after `channel`'s newest message, from which a read returns only what comes
+ * next (`firstMessage: 'newest'`): the engine's `tail`, or else the channel read to its end.
+ */
+export async function tailOf(engine: Engine, channel: string): Promise<Cursor> {
+  if (engine.tail) return engine.tail(channel);
+  let cursor: Cursor | undefined;
+  for (;;) {
+    let batch: Batch;
+    try {
+      batch = await engine.read(channel, cursor, MAX_LIMIT);
+    } catch (error) {
+      // The history moved while it was read: go on from what is retained now.
+      if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') throw error;
+      cursor = error.earliestCursor;
+      continue;
+    }
+    if (batch.messages.length < MAX_LIMIT) return batch.cursor;
+    cursor = batch.cursor;
+  }
 }

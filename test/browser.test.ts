@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Request } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startExample, type RunningExample } from './support/example-process.js';
 
@@ -12,6 +12,27 @@ const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url);
 const built = new URL('../dist/client/index.js', import.meta.url);
 const hasChromium = existsSync(CHROMIUM);
+
+/**
+ * Wraps the page's fetch to record the channels of the messages its polls (GET under
+ * /channels) brought, readable through `window.pollChannels()`. A poll's answer is written
+ * whole, so reading it here first delays the client by nothing to speak of.
+ */
+const POLL_CHANNELS = `{
+  const seen = new Set();
+  const fetched = window.fetch.bind(window);
+  window.pollChannels = () => [...seen].sort();
+  window.fetch = async (input, init) => {
+    const response = await fetched(input, init);
+    const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url, location.href);
+    if ((init?.method ?? 'GET') === 'GET' && url.pathname.startsWith('/channels') && response.status === 200) {
+      // Read before the client reads its own copy: it aborts the request once it has.
+      const body = await response.clone().json();
+      body.messages.forEach((message) => seen.add(message.channel));
+    }
+    return response;
+  };
+}`;
 const inCI = process.env.CI === 'true';
 
 if (!hasChromium && inCI) {
@@ -62,23 +83,46 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
     }
   });
 
-  /** A tab on the chat, with everything that went wrong in it recorded. */
+  /**
+   * A tab on the chat, with everything that went wrong in it recorded, and its polls: every GET
+   * under /channels and how many were in flight at most.
+   */
   async function openTab(name: string) {
     const page = await browser!.newPage({ viewport: { width: 720, height: 640 } });
     pages.push(page);
+    // The page takes its name from localStorage, so its first "here" already says it.
+    await page.addInitScript((saved) => {
+      if (location.protocol === 'http:') localStorage.setItem('chat-name', saved); // not on about:blank
+    }, name);
     const problems: string[] = [];
     const scripts: string[] = [];
+    // The channels of the messages the page's polls brought, seen by the page itself (Chromium
+    // may drop a body before the DevTools protocol asks for it): fetch, wrapped before any script.
+    // (Plain text: the test's own functions are transformed with helpers the page lacks.)
+    await page.addInitScript({ content: POLL_CHANNELS });
+    const polls = { urls: [] as string[], inFlight: 0, mostInFlight: 0 };
+    const isPoll = (request: Request) => request.method() === 'GET' && new URL(request.url()).pathname.startsWith('/channels');
     page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
     page.on('console', (message) => {
       if (message.type() === 'error') problems.push(`console: ${message.text()}`);
     });
+    page.on('request', (request) => {
+      if (!isPoll(request)) return;
+      polls.urls.push(request.url());
+      polls.mostInFlight = Math.max(polls.mostInFlight, ++polls.inFlight);
+    });
+    const settled = (request: Request) => {
+      if (isPoll(request)) polls.inFlight--;
+    };
+    page.on('requestfinished', settled);
+    page.on('requestfailed', settled);
     page.on('response', (response) => {
       if (response.request().resourceType() === 'script') scripts.push(`${response.status()} ${new URL(response.url()).pathname}`);
     });
     await page.goto(chat!.url.href, { timeout: 10_000 });
     await page.locator('#status', { hasText: 'live' }).waitFor({ timeout: 5000 });
-    await page.fill('#name', name);
-    return { page, problems, scripts };
+    expect(await page.inputValue('#name')).toBe(name);
+    return { page, problems, scripts, polls };
   }
 
   async function say(page: Page, text: string): Promise<number> {
@@ -110,6 +154,26 @@ describe.skipIf(!hasChromium)('the chat example in Chromium', () => {
     }
     expect(await ada.page.locator('#messages li.mine').allInnerTexts()).toEqual([expect.stringContaining('Hello from the first tab')]);
     expect(await grace.page.locator('#messages li.mine').allInnerTexts()).toEqual([expect.stringContaining('And hello back')]);
+
+    // Each tab sees who is here: the other's "here" came on the presence channel.
+    await ada.page.locator('#presence', { hasText: 'grace' }).waitFor({ timeout: 1000 });
+    await grace.page.locator('#presence', { hasText: 'ada' }).waitFor({ timeout: 1000 });
+    expect(await grace.page.locator('#presence').innerText()).toBe('here: ada, grace');
+
+    // Lines and presence came over ONE poll at a time, on the URL that lists both channels:
+    // following presence took no second connection.
+    for (const { polls } of [ada, grace]) {
+      expect(polls.urls.length).toBeGreaterThanOrEqual(2);
+      for (const url of polls.urls) {
+        const { pathname, searchParams } = new URL(url);
+        expect(pathname).toBe('/channels');
+        expect(searchParams.get('channels')).toBe('chat:lobby,presence:lobby');
+      }
+      expect(polls.mostInFlight).toBe(1);
+    }
+    for (const { page } of [ada, grace]) {
+      expect(await page.evaluate(() => (window as { pollChannels?: () => string[] }).pollChannels!())).toEqual(['chat:lobby', 'presence:lobby']);
+    }
 
     // The client came from the built package, as a module, with no bundler in between.
     expect(ada.scripts).toEqual(expect.arrayContaining(['200 /chat.js', '200 /lib/client/index.js', '200 /lib/client/subscription.js']));

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stillPending, type PollBody } from './examples/held-poll.js';
 import { startExample, type RunningExample } from './support/example-process.js';
 
 // `npm start` runs examples/chat against the built package (dist/, built by `npm install`'s
@@ -19,6 +20,8 @@ afterAll(async () => {
 });
 
 const channel = () => new URL('/channels/chat:lobby', chat!.url);
+/** The page's one poll: the room and its presence (the list ends the URL; add `&…` to it). */
+const roomAndPresence = () => new URL('/channels?channels=chat%3Alobby,presence%3Alobby', chat!.url).href;
 const timeout = (ms: number) => AbortSignal.timeout(ms);
 
 describe('npm start (examples/chat)', () => {
@@ -34,7 +37,10 @@ describe('npm start (examples/chat)', () => {
     const html = await page.text();
     expect(html).toContain('"longpoll-kit/client": "/lib/client/index.js"');
     const script = await fetch(new URL('/chat.js', chat!.url), { signal: timeout(5000) });
-    expect(await script.text()).toContain("from 'longpoll-kit/client'");
+    const source = await script.text();
+    expect(source).toContain("from 'longpoll-kit/client'");
+    // It builds its one poll's URL itself (test/browser.test.ts watches the page use it).
+    expect(source).toContain('/channels?channels=');
     const client = await fetch(new URL('/lib/client/index.js', chat!.url), { signal: timeout(5000) });
     expect(client.status).toBe(200);
     expect(client.headers.get('content-type')).toMatch(/^text\/javascript/);
@@ -56,6 +62,42 @@ describe('npm start (examples/chat)', () => {
     expect(answer.status).toBe(200);
     const body = (await answer.json()) as { messages: { data: unknown }[]; timedOut: boolean };
     expect(body.messages.map((m) => m.data)).toEqual([{ name: 'ada', text: 'hello' }]);
+  });
+
+  it('serves the room and its presence to one poll over both channels, each message naming its channel', async () => {
+    const both = (cursor: string, wait: number) => fetch(`${roomAndPresence()}&wait=${wait}&cursor=${encodeURIComponent(cursor)}`, { signal: timeout(10_000) });
+    const { cursor } = (await (await fetch(`${roomAndPresence()}&wait=0&limit=1000`, { signal: timeout(5000) })).json()) as { cursor: string };
+    const held = both(cursor, 10);
+    expect(await stillPending(held, 100)).toBe('pending');
+    expect((await post(new URL('/channels/presence:lobby', chat!.url).href, JSON.stringify({ name: 'ada' }), '127.0.0.6')).status).toBe(201);
+    expect((await post(channel().href, JSON.stringify({ name: 'ada', text: 'both' }), '127.0.0.6')).status).toBe(201);
+    const first = (await (await held).json()) as PollBody;
+    expect(first.messages.length).toBeGreaterThanOrEqual(1);
+    // Whatever the held poll did not bring, the next one from its cursor does, at once.
+    const rest = first.messages.length === 2 ? [] : ((await (await both(first.cursor, 0)).json()) as PollBody).messages;
+    const messages = [...first.messages, ...rest];
+    expect(messages.map(({ channel, data }) => ({ channel, data }))).toEqual([
+      { channel: 'presence:lobby', data: { name: 'ada' } },
+      { channel: 'chat:lobby', data: { name: 'ada', text: 'both' } },
+    ]);
+  });
+
+  it('refuses a poll over many channels when one of them is not the chat’s', async () => {
+    const polled = await fetch(new URL('/channels?channels=chat:lobby,presence:elsewhere&wait=0', chat!.url), { signal: timeout(5000) });
+    expect(polled.status).toBe(403);
+    expect(await polled.json()).toMatchObject({ code: 'forbidden', detail: expect.stringContaining('presence:elsewhere') });
+  });
+
+  it('gives presence a posting budget of its own, so saying "here" never spends the budget for lines', async () => {
+    // 30 posts: under the request rate (60 at once), over the presence budget.
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) statuses.push((await post(new URL('/channels/presence:lobby', chat!.url).href, JSON.stringify({ name: 'busy' }), '127.0.0.5')).status);
+    const accepted = statuses.filter((status) => status === 201).length;
+    // 12 at once, then one every 5 s.
+    expect(accepted).toBeGreaterThanOrEqual(12);
+    expect(accepted).toBeLessThanOrEqual(14);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(30 - accepted);
+    expect((await post(channel().href, line(64), '127.0.0.5')).status).toBe(201);
   });
 
   it('refuses a body that is not JSON with a problem', async () => {

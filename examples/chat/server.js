@@ -4,12 +4,18 @@
 // when DATABASE_URL is set, in PostgreSQL (PostgresEngine): then it outlives a restart, and
 // several instances behind a load balancer serve the same rooms.
 //
-//   GET  /channels/chat:lobby?cursor=…   a held poll (the page's subscribe())
-//   POST /channels/chat:lobby            publishes a JSON body { name, text }
+// A room has two channels: its lines (chat:lobby) and its presence (presence:lobby), where each
+// open tab says "I am here" every 20 s. The page follows both with ONE held poll, so a second
+// channel costs no second connection (a browser has about six per host, shared by every tab).
+//
+//   GET  /channels?channels=chat:lobby,presence:lobby&cursor=…   the page's one held poll
+//   POST /channels/chat:lobby            publishes a line, a JSON body { name, text }
+//   POST /channels/presence:lobby        says who is here, a JSON body { name }
+//   GET  /channels/chat:lobby?cursor=…   one channel alone (curl)
 //   GET  /lib/…                          the package's dist/, for the browser
 //
 // Anyone who can reach it may post, so it is shaped to survive that: only the chat's own rooms
-// exist, every client has a request rate and a slower publish rate, history has a byte budget,
+// exist, every client has a request rate and slower publish rates, history has a byte budget,
 // and SIGTERM stops it within a second or so whatever the clients do.
 //
 // PORT picks the port (PORT=0: any free one); it listens on 127.0.0.1 only.
@@ -25,11 +31,13 @@ import { longPoll } from 'longpoll-kit/express';
 const dist = dirname(dirname(fileURLToPath(import.meta.resolve('longpoll-kit/client'))));
 const page = fileURLToPath(new URL('public', import.meta.url));
 
-/** The rooms there are; a poll or a post anywhere else is a 403. */
+/** The rooms there are, and their presence channels; a poll or a post anywhere else is a 403. */
 const ROOMS = new Set(['chat:lobby']);
+const PRESENCE = new Set(['presence:lobby']);
 
-// The last 200 lines of the last hour per room, and never more than 16 MiB of history in all,
-// whatever the rooms become.
+// The last 200 messages of the last hour per channel (a room's lines; its presence, of which
+// the page needs only the last minute), and never more than 16 MiB of history in all, whatever
+// the rooms become.
 const history = { capacity: 200, maxAge: 60 * 60_000 };
 const database = process.env.DATABASE_URL ? await postgres(process.env.DATABASE_URL) : undefined;
 const broker = new Broker({ engine: database?.engine ?? new MemoryEngine({ ...history, maxBytes: 16 * 1024 * 1024 }) });
@@ -50,11 +58,19 @@ async function postgres(connectionString) {
 const limiter = new ConnectionLimiter({ perClient: 6, rate: { requests: 60, per: 10_000 } });
 // Posting has a budget of its own, for people typing: 10 lines at once, then one every 2 s.
 const posting = new ConnectionLimiter({ rate: { requests: 10, per: 20_000 } });
+// Presence another, so that tabs saying they are here never spend the budget for lines: a tab
+// says so every 20 s (3 a minute), and an address may keep 4 tabs going, 12 a minute.
+const presence = new ConnectionLimiter({ rate: { requests: 12, per: 60_000 } });
 
-/** Rooms only; a post also spends from its client's posting budget (429 with Retry-After when empty). */
+/**
+ * Rooms and their presence only (for a poll over many channels it is asked for each). A post
+ * also spends from its client's budget for that kind of channel (429 with Retry-After when
+ * empty).
+ */
 function authorize(req, { channel, action }) {
-  if (!ROOMS.has(channel)) return false;
-  if (action === 'publish') posting.charge(req.socket.remoteAddress);
+  const budget = ROOMS.has(channel) ? posting : PRESENCE.has(channel) ? presence : undefined;
+  if (!budget) return false;
+  if (action === 'publish') budget.charge(req.socket.remoteAddress);
   return true;
 }
 
@@ -62,7 +78,8 @@ const app = express();
 app.disable('x-powered-by');
 app.use(express.static(page));
 app.use('/lib', express.static(dist, { index: false }));
-// The page escapes what it shows, so any small JSON body may be published. A body has 10 s to
+// The page escapes what it shows, so any small JSON body may be published. The page's poll is
+// `GET /channels?channels=…`, which Express hands on as `/?channels=…`: the adapter serves both. A body has 10 s to
 // arrive (the default `bodyTimeout`), an answer 30 s to be read (`sendTimeout`).
 app.use('/channels', longPoll(broker, { limiter, authorize, publish: true, maxBodyBytes: 4096 }));
 

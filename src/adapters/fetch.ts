@@ -14,7 +14,15 @@
  * @module longpoll-kit/fetch
  */
 import type { Broker } from '../index.js';
-import { createProtocol, type Exchange, type LongPollOptions, type PollResponse, type ResponseSink } from '../http/protocol.js';
+import {
+  createProtocol,
+  type EventStream,
+  type Exchange,
+  type LongPollOptions,
+  type PollResponse,
+  type ResponseSink,
+  type StreamSink,
+} from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -137,6 +145,10 @@ class FetchAnswer implements ResponseSink, EventListenerObject {
   write(response: PollResponse): void {
     const exchange = this.#exchange!;
     const { status, headers, body } = response;
+    if (response.stream) {
+      this.resolve(new Response(this.#streamOf(response.stream), { status, headers }));
+      return;
+    }
     if (body === undefined || !exchange.lease) {
       this.resolve(new Response(body ?? null, { status, headers }));
       this.done();
@@ -164,6 +176,44 @@ class FetchAnswer implements ResponseSink, EventListenerObject {
       cancel: () => this.done(),
     });
     this.resolve(new Response(stream, { status, headers }));
+  }
+
+  /**
+   * An event stream's body. The runtime pulls as the client reads; the stream stops reading the
+   * broker while more than {@link PIECE} bytes wait in the body's queue.
+   */
+  #streamOf(stream: EventStream): ReadableStream<Uint8Array> {
+    let open = true;
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (given) => {
+          controller = given;
+        },
+        pull: () => stream.drained(),
+        cancel: () => this.done(),
+      },
+      { highWaterMark: PIECE, size: (chunk) => chunk.byteLength },
+    );
+    const sink: StreamSink = {
+      send: (chunk) => {
+        if (!open) return false;
+        controller.enqueue(chunk);
+        return (controller.desiredSize ?? 0) > 0;
+      },
+      end: () => {
+        if (open) controller.close();
+        open = false;
+        this.done();
+      },
+      destroy: () => {
+        if (open) controller.error(new Error(`The client took nothing for ${this.sendTimeout} ms`));
+        open = false;
+        this.done();
+      },
+    };
+    stream.attach(sink);
+    return body;
   }
 
   /** The runtime has the answer, or the client is gone: the exchange ends. */

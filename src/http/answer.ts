@@ -1,5 +1,6 @@
 import { LongPollError, type PublishedMessage } from '../index.js';
 import type { Answer } from '../poll.js';
+import { STREAM_HEADERS, type EventStream } from './sse.js';
 
 /** What the adapter writes back. */
 export interface PollResponse {
@@ -12,6 +13,16 @@ export interface PollResponse {
    * and shared by every poll one publish wakes; problems as text.
    */
   readonly body: string | Uint8Array<ArrayBuffer> | undefined;
+  /**
+   * An event stream (`Accept: text/event-stream`): the adapter writes the status and headers,
+   * then hands the stream its {@link StreamSink} (`stream.attach`) instead of writing a body.
+   */
+  readonly stream?: EventStream;
+}
+
+/** The answer that opens an event stream. */
+export function streamResponse(stream: EventStream): PollResponse {
+  return { status: 200, headers: STREAM_HEADERS, body: undefined, stream };
 }
 
 const TITLES: Readonly<Record<number, string>> = {

@@ -7,6 +7,7 @@
  */
 import type { PollResponse } from './answer.js';
 import type { Exchange } from './exchange.js';
+import type { EventStream, StreamSink } from './sse.js';
 
 /** A request body as Node's `IncomingMessage` (a `Readable`) offers it. */
 export interface ReadableBody {
@@ -52,12 +53,36 @@ export interface NodeResponse {
   writeHead(status: number, headers: Readonly<Record<string, string>>): unknown;
   /** Writes the body, if any, and ends the response. */
   end(body?: string | Uint8Array): unknown;
+  /** Writes part of the body; `false` when the buffer is full (wait for `drain`). */
+  write(chunk: Uint8Array): boolean;
   /** Destroys the response and its socket. */
   destroy(): unknown;
   /** A header set on the response. */
   getHeader(name: string): unknown;
   /** Adds a listener. */
-  on(event: 'finish', listener: (this: NodeResponse) => void): unknown;
+  on(event: 'finish' | 'drain', listener: (this: NodeResponse) => void): unknown;
+}
+
+/** An event stream's writes on Node's response; `drain` reads on. */
+class NodeStreamSink implements StreamSink {
+  constructor(
+    readonly response: NodeResponse,
+    readonly stream: EventStream,
+  ) {
+    response.on('drain', () => stream.drained());
+  }
+
+  send(chunk: Uint8Array): boolean {
+    return this.response.write(chunk);
+  }
+
+  end(): void {
+    this.response.end();
+  }
+
+  destroy(): void {
+    this.response.destroy();
+  }
 }
 
 /**
@@ -209,18 +234,22 @@ export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTi
         if (!req.complete) socket.destroySoon = lingeringClose;
       }
       response.writeHead(answer.status, answer.headers);
-      response.end(answer.body);
+      if (answer.stream) {
+        // It writes, and times its writes, until it ends the response or the connection goes.
+        answer.stream.attach(new NodeStreamSink(response, answer.stream));
+      } else response.end(answer.body);
     }
   } catch {
     // Headers went out half-way, or the socket broke: nothing sensible can be written now.
     response.destroy();
   }
-  written(response, sendTimeout);
+  if (!answer.stream) written(response, sendTimeout);
   const tracked = response as TrackedResponse;
   const exchange = tracked[exchangeOf];
   if (!exchange) return;
-  if (exchange.lease !== undefined || tracked[unsentOf]) {
-    // A lease is released, and a waiting answer's clock stopped, once the answer has left.
+  if (exchange.lease !== undefined || tracked[unsentOf] || answer.stream) {
+    // A lease is released, a waiting answer's clock stopped and a stream stopped, once the
+    // answer has left.
     response.on('finish', onFinish);
     return;
   }

@@ -2,6 +2,7 @@ import { LongPollError, type Lease } from '../index.js';
 import { PollTicket, type Answer } from '../poll.js';
 import { pollResponse, problemResponse, type PollResponse } from './answer.js';
 import type { RequestBody } from './body.js';
+import type { EventStream } from './sse.js';
 
 /** A request as an adapter hands it to the protocol. */
 export interface PollRequest<Req> {
@@ -62,6 +63,8 @@ export class Exchange extends PollTicket<unknown> {
   lease: Lease | undefined = undefined;
   /** `Preference-Applied`, when the request asked `Prefer: wait`. */
   applied: string | undefined = undefined;
+  /** The event stream, when the request asked for one: it ends with the exchange. */
+  stream: EventStream | undefined = undefined;
   #state: ResponseSink | typeof WRITTEN | typeof ENDED;
 
   constructor(
@@ -94,6 +97,15 @@ export class Exchange extends PollTicket<unknown> {
     this.write(problemResponse(error));
   }
 
+  /**
+   * Answers a held poll now as a timeout, or ends an event stream normally: a request pipelined
+   * behind it is waiting.
+   */
+  override expire(): void {
+    if (this.stream) this.stream.finish();
+    else super.expire();
+  }
+
   /** Writes the answer, once; nothing after the exchange ended. */
   write(response: PollResponse): void {
     const sink = this.#state;
@@ -113,6 +125,7 @@ export class Exchange extends PollTicket<unknown> {
     if (typeof state === 'object') state.abandon?.();
     // A poll that was answered has nothing to cancel.
     if (state !== WRITTEN) this.cancel(gone);
+    this.stream?.stop();
     this.lease?.release();
     this.lease = undefined;
   }

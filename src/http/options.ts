@@ -123,6 +123,30 @@ export interface LongPollOptions<Req> {
    * @default 55_000
    */
   maxWait?: number;
+  /**
+   * Where a request without a cursor starts: with everything retained (`'oldest'`), or with the
+   * next message published (`'newest'`), so that a client that never sends a cursor (a `curl`
+   * or script loop) gets each message once instead of the whole history on every request. A
+   * poll then waits for that message; on a many-channel request it applies to every channel the
+   * cursor does not name; an event stream without `Last-Event-ID` or cursor starts there too.
+   * @default 'oldest'
+   */
+  firstMessage?: 'oldest' | 'newest';
+  /**
+   * How often an idle event stream (`Accept: text/event-stream`) sends a comment line
+   * (`: ping`), so that proxies do not cut it. Keep it well below your proxies' read timeouts.
+   * @default 15_000
+   */
+  heartbeat?: number;
+  /**
+   * How long an event stream lasts before it ends by itself, less a random jitter of up to an
+   * eighth, so that load balancers can rebalance; clients reconnect with `Last-Event-ID` and
+   * lose nothing.
+   * @default 300_000
+   */
+  maxStream?: number;
+  /** The reconnection delay an event stream asks `EventSource` for (its `retry:` line). @default 2_000 */
+  retry?: number;
 }
 
 /** {@link LongPollOptions} with every default applied and every value checked. */
@@ -158,6 +182,10 @@ export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Re
     maxChannels: 32,
     defaultWait: DEFAULT_WAIT,
     maxWait: 55_000,
+    firstMessage: 'oldest',
+    heartbeat: 15_000,
+    maxStream: 300_000,
+    retry: 2_000,
     ...Object.fromEntries(Object.entries(options ?? {}).filter(([, value]) => value !== undefined)),
   };
   const { prefix, maxBodyBytes, timeoutStatus, channelPattern, maxWait, defaultWait } = settings;
@@ -170,7 +198,9 @@ export function settingsOf<Req>(options: LongPollOptions<Req> = {}): Settings<Re
   check(Number.isSafeInteger(settings.maxChannels) && settings.maxChannels >= 1, 'maxChannels', settings.maxChannels, 'a positive integer');
   check(Number.isFinite(maxWait) && maxWait >= 0, 'maxWait', maxWait);
   check(Number.isFinite(defaultWait) && defaultWait >= 0, 'defaultWait', defaultWait);
-  for (const name of ['bodyTimeout', 'authorizeTimeout', 'sendTimeout'] as const) {
+  check(settings.firstMessage === 'oldest' || settings.firstMessage === 'newest', 'firstMessage', settings.firstMessage, "'oldest' or 'newest'");
+  check(Number.isSafeInteger(settings.retry) && settings.retry >= 0, 'retry', settings.retry, 'a whole number of milliseconds');
+  for (const name of ['bodyTimeout', 'authorizeTimeout', 'sendTimeout', 'heartbeat', 'maxStream'] as const) {
     check(isTimeout(settings[name]), name, settings[name]);
   }
   return settings;

@@ -1,14 +1,16 @@
 import { LongPollError, type Broker } from '../index.js';
 import { startPoll, type PollOptions } from '../poll.js';
-import { problemResponse, publishedResponse, type PollResponse } from './answer.js';
+import { problemResponse, publishedResponse, streamResponse, type PollResponse } from './answer.js';
 import { readBody } from './body.js';
 import { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
 import { settingsOf, type LongPollOptions, type Settings } from './options.js';
 import { channelOf, channelsOf, isJsonType, MAX_CURSOR, parsePollParams, segmentOf } from './params.js';
+import { EventStream, wantsStream } from './sse.js';
 
 export type { PollResponse } from './answer.js';
 export type { RequestBody } from './body.js';
 export { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
+export type { EventStream, StreamSink } from './sse.js';
 export type { Access, LongPollOptions, Settings } from './options.js';
 
 /** The protocol bound to one broker and one set of options. */
@@ -118,19 +120,33 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * ticket. `channel` is a list for `GET {prefix}?channels=…`.
    */
   function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, search: string): void {
-    const limitWait = Math.min(settings.maxWait, transportLimit(request.socketTimeout));
+    const transport = transportLimit(request.socketTimeout);
+    const limitWait = Math.min(settings.maxWait, transport);
+    // A composite cursor holds one cursor per channel.
+    const maxCursor = typeof channel === 'string' ? MAX_CURSOR : MAX_CURSOR * channel.length;
     const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
       defaultWait: Math.min(settings.defaultWait, limitWait),
       maxWait: limitWait,
-      // A composite cursor holds one cursor per channel.
-      maxCursor: typeof channel === 'string' ? MAX_CURSOR : MAX_CURSOR * channel.length,
+      maxCursor,
     });
+    const streaming = wantsStream(request.header('accept'));
+    // A stream resumes from `Last-Event-ID` (an `EventSource` reconnecting), else `?cursor=`.
+    const lastEventId = streaming ? request.header('last-event-id') : undefined;
+    if (lastEventId !== undefined && lastEventId.length > maxCursor) throw new LongPollError('invalid_cursor', 'The Last-Event-ID is not a cursor this server issued');
+    const cursor = lastEventId || params.cursor;
     // A malformed cursor, or another channel's, is a 400 before the lease (429).
-    if (params.cursor !== undefined) broker.checkCursor(channel, params.cursor);
+    if (cursor !== undefined) broker.checkCursor(channel, cursor);
     if (exchange.ended) return; // the client left while `authorize` ran: take nothing
     exchange.lease = limiter?.acquire({ client: key, channel });
+    if (streaming) {
+      // The heartbeat is what keeps the transport's own timeout from cutting the stream.
+      const stream = new EventStream(broker as Broker<unknown>, channel, cursor, params.limit, settings, Math.min(settings.heartbeat, transport));
+      exchange.stream = stream;
+      exchange.write(streamResponse(stream));
+      return;
+    }
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;
-    const pollOptions: PollOptions = { cursor: params.cursor, wait: jitter(params.wait), limit: params.limit };
+    const pollOptions: PollOptions = { cursor, wait: jitter(params.wait), limit: params.limit, firstMessage: settings.firstMessage };
     broker[startPoll](channel, pollOptions, exchange);
   }
 

@@ -122,6 +122,13 @@ interface ReadRow extends QueryResultRow {
   ms: string | null;
 }
 
+interface TailRow extends QueryResultRow {
+  global_epoch: string;
+  now_ms: string;
+  epoch: string | null;
+  last_position: string | null;
+}
+
 interface EarliestRow extends QueryResultRow {
   global_epoch: string;
   now_ms: string;
@@ -356,12 +363,25 @@ export class PostgresEngine implements Engine {
       // but the very next position first means messages after the cursor are gone.
       if (from > last || (from < last && (found.length === 0 || Number(found[0]!.position) !== from + 1))) throw await this.#expired(channel);
     }
-    // Frozen: every poll woken by this read shares the array.
+    // Frozen: every poll woken by this read shares the arrays.
     const messages = Object.freeze(
       found.map((row) => this.#message(channel, row.id!, parseFrozen(row.data!), Number(row.ms))),
     );
+    const prefix = `${head.epoch}.${tagOf(channel)}.`;
+    const cursors = Object.freeze(found.map((row) => prefix + Number(row.position)));
     const next = found.length > 0 ? Number(found[found.length - 1]!.position) : from;
-    return { messages, cursor: `${head.epoch}.${tagOf(channel)}.${next}` };
+    return { messages, cursor: prefix + next, cursors };
+  }
+
+  /**
+   * The cursor just after `channel`'s newest message, from the channel's row alone, in one
+   * statement. Like `read`, it writes nothing for a channel that has no history.
+   */
+  async tail(channel: string): Promise<Cursor> {
+    const [row] = await this.#query<TailRow>(this.#sql.tail, [channel]);
+    if (!row) throw this.#notMigrated();
+    if (row.epoch === null) return this.#emptyCursor(row.global_epoch, channel, Number(row.now_ms));
+    return `${row.epoch}.${tagOf(channel)}.${Number(row.last_position)}`;
   }
 
   /** Always `false`: the history lives in the database, shared by every instance. */

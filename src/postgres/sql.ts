@@ -232,6 +232,7 @@ export interface Statements {
   readonly append: string;
   readonly read: string;
   readonly earliest: string;
+  readonly tail: string;
   readonly sweep: string;
   readonly notifications: string;
 }
@@ -259,6 +260,9 @@ ORDER BY m.position`,
         WHERE x.channel = $1 AND x.position >= c.first_position
           AND ($2::bigint IS NULL OR x.published_at > statement_timestamp() - $2::bigint * interval '1 millisecond')
         ORDER BY x.position LIMIT 1) AS first_fresh
+FROM ${p}_settings s LEFT JOIN ${p}_channels c ON c.channel = $1`,
+    tail: `SELECT s.epoch AS global_epoch, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint AS now_ms,
+       c.epoch, c.last_position
 FROM ${p}_settings s LEFT JOIN ${p}_channels c ON c.channel = $1`,
     sweep: `SELECT swept_channel, swept FROM ${p}_sweep($1, $2)`,
     notifications: `${p}_appended`,

@@ -6,7 +6,7 @@ import { tagOf } from '../channel-tag.js';
 import { LongPollError } from '../errors.js';
 import { checkOption } from '../option-check.js';
 import { parseFrozen } from '../json.js';
-import { appendScript, checkScript, readScript, type Script } from './scripts.js';
+import { appendScript, checkScript, readScript, tailScript, type Script } from './scripts.js';
 
 /** Options of {@link RedisEngine}. */
 export interface RedisEngineOptions {
@@ -89,6 +89,7 @@ const subscriberRetry = (attempt: number): number => Math.min(50 * 2 ** Math.min
 
 type StreamEntry = [id: string, fields: string[]];
 type AppendReply = [epoch: string, id: string, trimmed: number, expired: number, seq: number];
+type TailReply = [epoch: string, position: string, expired: number, seq: number];
 type ReadReply =
   | [status: 'expired', epoch: string, position: string, expired: number, seq: number]
   | [status: 'ok', epoch: string, position: string, expired: number, seq: number, entries: StreamEntry[]];
@@ -297,10 +298,23 @@ export class RedisEngine implements Engine {
       });
     }
     const [, current, last, , , entries] = reply;
-    // Frozen: every poll woken by this read shares the array.
+    // Frozen: every poll woken by this read shares the arrays.
     const messages = Object.freeze(entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!)));
+    const prefix = `${current}.${tagOf(channel)}.`;
+    const cursors = Object.freeze(entries.map(([entry]) => prefix + entry));
     const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
-    return { messages, cursor: this.#cursor(current, channel, next) };
+    return { messages, cursor: prefix + next, cursors };
+  }
+
+  /**
+   * The cursor just after `channel`'s newest message, in one script, without reading the
+   * messages. Like `read`, it writes nothing in Redis for a channel that has no history.
+   */
+  async tail(channel: string): Promise<Cursor> {
+    const [epoch, position, expired, seq] = (await this.#run(tailScript, channel, [])) as TailReply;
+    this.#saw(seq);
+    if (expired > 0) this.#listener?.evicted(channel, expired, 'maxAge');
+    return this.#cursor(epoch, channel, position);
   }
 
   /** Always `false`: the history lives in Redis, shared by every instance. */

@@ -197,6 +197,19 @@ if hasStream then entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUN
 return {'ok', epoch, last, expired, seq, entries}
 `;
 
+/**
+ * The cursor just after a channel's newest message, what READ returns when it reads a channel
+ * to its end without a cursor. Returns {epoch, position, expired, seq}. Like READ, it writes
+ * nothing for a channel that has neither a stream nor a hash: its cursor is {engine-wide epoch,
+ * now-0}.
+ */
+const TAIL = `${CHANNEL}
+if hasStream and not current then open() end
+if not current then return {engineEpoch, string.format('%.0f-0', now), 0, seq} end
+expire()
+return {epoch, last, expired, seq}
+`;
+
 /** Checks the engine-wide epoch only (see ENGINE). Returns {epoch, seq}. */
 const CHECK = `${ENGINE}
 return {engineEpoch, seq}
@@ -227,5 +240,7 @@ export class Script {
 export const appendScript = new Script(APPEND);
 /** The read script: epoch and floor checks, then XRANGE after the cursor. */
 export const readScript = new Script(READ);
+/** The tail script: the epoch checks, then the channel's last id. */
+export const tailScript = new Script(TAIL);
 /** The engine-wide check alone, run after a reconnect: it notices a data set that went back. */
 export const checkScript = new Script(CHECK);

@@ -11,6 +11,11 @@ export interface EngineFixture {
   loseHistory(): Promise<void>;
   /** Deletes one channel's stored history behind the engines' backs, where there is such a thing. */
   deleteChannel?: (channel: string) => Promise<void>;
+  /**
+   * What the store behind the engines holds (its keys, its rows), where there is such a
+   * thing: taken before and after reads that must write nothing, and compared.
+   */
+  stored?: () => Promise<unknown>;
 }
 
 /** What a listener heard. */
@@ -342,9 +347,148 @@ export function engineContract(name: string, fx: EngineFixture): void {
             const fast = engine.readNow(room, cursor, limit);
             expect(fast.messages).toEqual(slow.messages);
             expect(fast.cursor).toBe(slow.cursor);
+            expect(fast.cursors).toEqual(slow.cursors);
             if (fast.json !== undefined) expect(fast.json).toBe(JSON.stringify(fast.messages));
           }
         }
+      });
+    });
+
+    describe('optional members: the cursor after each message (Batch.cursors) and tail', () => {
+      /** The data of everything `engine` reads after `cursor`, in pages. */
+      const rest = async (engine: Engine, room: string, cursor: string | undefined) => {
+        const seen: unknown[] = [];
+        for (let page = 0; page < 10; page++) {
+          const batch = await engine.read(room, cursor, 100);
+          if (batch.messages.length === 0) return seen;
+          seen.push(...batch.messages.map((m) => m.data));
+          cursor = batch.cursor;
+        }
+        throw new Error('More than 10 pages');
+      };
+
+      it('gives one cursor per message, after which a read resumes exactly at the next message', async ({ skip }) => {
+        const engine = make();
+        listenTo(engine);
+        const [room, other] = [channel(), channel()];
+        // The other channel's appends take positions between this channel's, where an engine has one sequence.
+        for (let i = 0; i < 10; i++) {
+          await engine.append(room, json(i));
+          await engine.append(other, json(`other ${i}`));
+        }
+        const probe = await engine.read(room, undefined, 100);
+        if (probe.cursors === undefined) return skip('this engine gives no Batch.cursors');
+        const all = Array.from({ length: 10 }, (_, n) => n);
+        let cursor: string | undefined;
+        for (const limit of [4, 4, 4]) {
+          const batch = await engine.read(room, cursor, limit);
+          const data = batch.messages.map((m) => m.data);
+          expect(batch.cursors).toHaveLength(batch.messages.length);
+          expect(Object.isFrozen(batch.cursors)).toBe(true);
+          for (let i = 0; i < batch.messages.length; i++) {
+            const after = batch.cursors![i]!;
+            expect(after).toMatch(/^[A-Za-z0-9._~-]+$/);
+            engine.checkCursor?.(room, after);
+            const resumed = await engine.read(room, after, limit);
+            // Exactly the batch's next messages, then the rest of the channel.
+            expect(resumed.messages.map((m) => m.data)).toEqual(all.slice(all.indexOf(data[i] as number) + 1).slice(0, limit));
+            expect(await rest(engine, room, after)).toEqual(all.slice(all.indexOf(data[i] as number) + 1));
+          }
+          // The last cursor skips nothing that batch.cursor reads.
+          const last = batch.cursors![batch.cursors!.length - 1]!;
+          expect(await rest(engine, room, last)).toEqual(await rest(engine, room, batch.cursor));
+          cursor = batch.cursor;
+        }
+        const end = await engine.read(room, cursor, 4);
+        expect(end.messages).toEqual([]);
+        expect(end.cursors ?? []).toEqual([]);
+        // Past the channel's end too, the last cursor and batch.cursor read the same new message.
+        const whole = await engine.read(room, undefined, 100);
+        await engine.append(other, json('elsewhere'));
+        await engine.append(room, json('new'));
+        expect(await rest(engine, room, whole.cursors![9])).toEqual(['new']);
+        expect(await rest(engine, room, whole.cursor)).toEqual(['new']);
+      });
+
+      it('gives, for a channel that never existed, a tail from which a read gets exactly its first message', async ({ skip }) => {
+        const engine = make();
+        listenTo(engine);
+        if (!engine.tail) return skip('this engine has no tail');
+        const room = channel();
+        const tail = await engine.tail(room);
+        expect(tail).toMatch(/^[A-Za-z0-9._~-]+$/);
+        engine.checkCursor?.(room, tail);
+        expect((await engine.read(room, tail, 10)).messages).toEqual([]);
+        const first = await engine.append(room, json('first'));
+        await engine.append(channel(), json('elsewhere'));
+        const batch = await engine.read(room, tail, 10);
+        expect(batch.messages.map((m) => m.id)).toEqual([first.id]);
+        expect(await rest(engine, room, tail)).toEqual(['first']);
+      });
+
+      it('gives, after several publishes, a tail that reads nothing until the next publish', async ({ skip }) => {
+        const engines = fx.shared ? [make(), make()] : [make()];
+        for (const engine of engines) listenTo(engine);
+        const [engine, writer] = [engines[0]!, engines[engines.length - 1]!];
+        if (!engine.tail) return skip('this engine has no tail');
+        const room = channel();
+        for (let i = 0; i < 5; i++) await writer.append(room, json(i));
+        const tail = await engine.tail(room);
+        engine.checkCursor?.(room, tail);
+        const idle = await engine.read(room, tail, 10);
+        expect(idle.messages).toEqual([]);
+        await writer.append(channel(), json('elsewhere'));
+        expect((await engine.read(room, tail, 10)).messages).toEqual([]);
+        const next = await writer.append(room, json('next'));
+        await writer.append(room, json('after'));
+        const batch = await engine.read(room, tail, 1);
+        expect(batch.messages.map((m) => m.id)).toEqual([next.id]);
+        expect(await rest(engine, room, tail)).toEqual(['next', 'after']);
+        // A read to the channel's end and its tail lead to the same messages.
+        const end = await rest(engine, room, (await engine.read(room, undefined, 100)).cursor);
+        expect(end).toEqual([]);
+        const again = await engine.tail(room);
+        await writer.append(room, json('last'));
+        expect(await rest(engine, room, again)).toEqual(['last']);
+      });
+
+      it('gives, for a channel whose messages were pushed out or expired, a tail that resumes without cursor_expired', async ({ skip }) => {
+        const engine = make({ capacity: 2, maxAge: 300 });
+        listenTo(engine);
+        if (!engine.tail) return skip('this engine has no tail');
+        const [trimmed, aged] = [channel(), channel()];
+        for (let i = 0; i < 5; i++) await engine.append(trimmed, json(i));
+        const afterTrim = await engine.tail(trimmed);
+        expect((await engine.read(trimmed, afterTrim, 10)).messages).toEqual([]);
+        await engine.append(aged, json('old'));
+        const beforeAge = await engine.tail(aged);
+        await sleep(400); // everything on both channels is now older than maxAge
+        for (const room of [trimmed, aged]) {
+          const tail = await engine.tail(room);
+          expect((await engine.read(room, tail, 10)).messages).toEqual([]);
+          await engine.append(room, json(`new on ${room}`));
+          expect(await rest(engine, room, tail)).toEqual([`new on ${room}`]);
+        }
+        // Tails taken before the messages expired lost nothing either.
+        expect(await rest(engine, trimmed, afterTrim)).toEqual([`new on ${trimmed}`]);
+        expect(await rest(engine, aged, beforeAge)).toEqual([`new on ${aged}`]);
+      });
+
+      it('stores nothing when it reads, or takes the tail of, channels that have no history', async () => {
+        const engine = make();
+        listenTo(engine);
+        await engine.read(channel(), undefined, 10); // engine-wide state, if any, once
+        const stats = engine.stats();
+        const stored = await fx.stored?.();
+        const rooms = Array.from({ length: 20 }, () => channel());
+        for (const room of rooms) {
+          const { cursor } = await engine.read(room, undefined, 10);
+          await engine.read(room, cursor, 10);
+          if (engine.tail) await engine.read(room, await engine.tail(room), 10);
+        }
+        for (const room of rooms) expect(engine.retains(room)).toBe(false);
+        expect(engine.stats()).toEqual(stats);
+        expect(await fx.stored?.()).toEqual(stored);
       });
     });
 

@@ -35,6 +35,13 @@ describe.runIf(postgresAvailable())('PostgresEngine on the shared PostgreSQL', (
     async deleteChannel(channel) {
       await admin.query(`DELETE FROM ${PREFIX}_messages WHERE channel = $1`, [channel]);
     },
+    async stored() {
+      const { rows } = await admin.query<{ channels: string; messages: string; settings: string }>(
+        `SELECT (SELECT count(*) FROM ${PREFIX}_channels) AS channels, (SELECT count(*) FROM ${PREFIX}_messages) AS messages,
+                (SELECT epoch FROM ${PREFIX}_settings) AS settings`,
+      );
+      return rows[0];
+    },
   };
 
   engineContract('PostgresEngine', fixture);

@@ -37,6 +37,18 @@ describe.runIf(redisAvailable()).each(ioredisMajors)('RedisEngine on a redis-ser
     async deleteChannel(channel) {
       await admin.del(`${PREFIX}{${channel}}:history`);
     },
+    async stored() {
+      // Every key of the prefix, and the engine-wide hash's fields (the append count among them).
+      const keys: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, found] = await admin.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
+        keys.push(...found);
+        cursor = next;
+      } while (cursor !== '0');
+      keys.sort();
+      return { dbsize: await admin.dbsize(), keys, engineWide: await admin.hgetall(`${PREFIX}epoch`) };
+    },
   };
 
   engineContract('RedisEngine', fixture);

@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import express from 'express';
 import express4 from 'express4';
 import fastify from 'fastify';
@@ -115,11 +116,17 @@ export function fetchBridge(handler: FetchLongPollHandler) {
       signal: controller.signal,
       ...(hasBody ? { duplex: 'half' } : {}),
     } as RequestInit);
-    void handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } }).then(async (response) => {
+    void handler(request, { remoteAddr: { hostname: req.socket.remoteAddress } }).then((response) => {
       // A network error: the handler saw the client go away.
       if (res.destroyed || response.type === 'error') return;
       res.writeHead(response.status, Object.fromEntries(response.headers));
-      res.end(response.body ? Buffer.from(await response.arrayBuffer()) : undefined);
+      if (!response.body) {
+        res.end();
+        return;
+      }
+      // Streamed with backpressure, as a runtime writes a body (an event stream never ends by
+      // itself); a client that goes away cancels the body.
+      pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), res, () => {});
     });
   };
 }

@@ -1,0 +1,239 @@
+/**
+ * Server-Sent Events on the broker: the same URLs, cursors, checks and limits as a poll, answered
+ * with a stream (`Accept: text/event-stream`). A stream is a loop of ordinary broker polls that
+ * writes each answer as events and polls on from the answer's cursor, so it shares the waiters,
+ * the reads and (on one channel) the bytes of every poll a publish wakes.
+ */
+import type { Broker } from '../index.js';
+import { decodeComposite, encodeComposite } from '../composite-cursor.js';
+import type { Cursor, Message } from '../engine.js';
+import { LongPollError } from '../errors.js';
+import { encode, PollTicket, startPoll, type Answer, type PollOptions } from '../poll.js';
+
+/** Where an {@link EventStream} writes: the adapter's side of one streamed response. */
+export interface StreamSink {
+  /**
+   * Hands bytes to the transport. Returns `false` when its buffer is full: the stream then
+   * reads nothing more until the adapter calls {@link EventStream.drained}.
+   */
+  send(chunk: Uint8Array<ArrayBuffer>): boolean;
+  /** Ends the response normally. */
+  end(): void;
+  /** Drops the connection: the client read nothing for `sendTimeout` ms. */
+  destroy(): void;
+}
+
+/** What a stream needs of the adapter's settings, in milliseconds. */
+export interface StreamSettings {
+  readonly heartbeat: number;
+  readonly maxStream: number;
+  readonly retry: number;
+  readonly sendTimeout: number;
+  readonly firstMessage: 'oldest' | 'newest';
+}
+
+/** The headers of every event stream; `X-Accel-Buffering: no` keeps nginx from buffering it. */
+export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-store',
+  'x-accel-buffering': 'no',
+});
+
+/** Whether a request asks for an event stream. */
+export function wantsStream(accept: string | undefined): boolean {
+  return accept !== undefined && accept.includes('text/event-stream');
+}
+
+/** A comment line: proxies see bytes, `EventSource` ignores it. */
+const PING = encode(': ping\n\n');
+
+/** One `message` event; `id` is left out when it is not known (see {@link eventsOf}). */
+function messageEvent(id: Cursor | undefined, message: Message<unknown>): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}event: message\ndata: ${JSON.stringify(message)}\n\n`;
+}
+
+/**
+ * The events of an answer. Each carries the cursor just after its message: on one channel the
+ * engine's (`Batch.cursors`); on many (`positions`: where each channel was before the answer,
+ * `undefined` when that is not known), the composite cursor with that message's channel moved.
+ * A message whose cursor is unknown (an engine without `Batch.cursors`, or the first answer of a
+ * many-channel stream that started after the newest messages without a cursor) has no `id:`,
+ * and a client cut just after it gets it again: a duplicate, never a gap. The last message
+ * always has the answer's cursor.
+ */
+function eventsOf(answer: Answer<unknown>, many: boolean, positions: Map<string, Cursor | undefined> | undefined): string {
+  const { messages, cursor } = answer.result;
+  const { cursors } = answer;
+  let text = '';
+  const last = messages.length - 1;
+  for (let i = 0; i < last; i++) {
+    const message = messages[i]!;
+    let id = cursors?.[i];
+    if (many) {
+      if (positions && id !== undefined) {
+        positions.set(message.channel, id);
+        id = encodeComposite(positions);
+      } else id = undefined;
+    }
+    text += messageEvent(id, message);
+  }
+  return text + messageEvent(cursor, messages[last]!);
+}
+
+/** Why a stream's held poll is forgotten. */
+const gone = new LongPollError('internal', 'The stream ended');
+
+/**
+ * One event stream: from its starting cursor, poll, write what comes as events, and poll on.
+ * It is the ticket of each of its polls in turn, so a stream holds at most one waiter, and none
+ * while the client is not reading (backpressure: nothing piles up in the process). A poll that
+ * times out writes a heartbeat. `cursor_expired` is written as a `reset` event and the stream
+ * goes on from the earliest retained cursor. Anything else (the broker closing, the engine down)
+ * ends the stream; the client reconnects with `Last-Event-ID`.
+ *
+ * The adapter hands it a {@link StreamSink} with {@link attach}, calls {@link drained} when the
+ * transport can take more, and {@link stop} when the connection is gone (the exchange does).
+ */
+export class EventStream extends PollTicket<unknown> {
+  #sink: StreamSink | undefined;
+  #cursor: Cursor | undefined;
+  /** Whether the stream's first read was answered: later polls wait, and a timeout is a heartbeat. */
+  #started = false;
+  #paused = false;
+  #stopped = false;
+  #stall: ReturnType<typeof setTimeout> | undefined;
+  readonly #endAt: number;
+
+  /**
+   * @param target - the channel, or the channels of a many-channel stream
+   * @param cursor - where it starts: `Last-Event-ID`, else `?cursor=`, else `firstMessage`
+   * @param heartbeat - the settings' heartbeat, shortened below a transport timeout if need be
+   */
+  constructor(
+    readonly broker: Broker<unknown>,
+    readonly target: string | readonly string[],
+    cursor: Cursor | undefined,
+    readonly limit: number,
+    readonly settings: StreamSettings,
+    readonly heartbeat: number,
+  ) {
+    super();
+    this.#cursor = cursor;
+    const { maxStream } = settings;
+    this.#endAt = Date.now() + maxStream - Math.random() * (maxStream / 8);
+  }
+
+  /**
+   * Starts the stream on `sink`: the `retry:` line and, when the stream has a starting cursor,
+   * its `id:`, then the first read.
+   */
+  attach(sink: StreamSink): void {
+    this.#sink = sink;
+    const cursor = this.#cursor;
+    const head = `retry: ${this.settings.retry}\n${cursor === undefined ? '' : `id: ${cursor}\n`}\n`;
+    if (this.#send(encode(head))) this.#next();
+  }
+
+  /** The transport took what it had: read on from the last cursor written. */
+  drained(): void {
+    clearTimeout(this.#stall);
+    this.#stall = undefined;
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#next();
+  }
+
+  /** The connection is gone, or the response ended: forget the held poll. Idempotent. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#stall);
+    this.cancel(gone);
+  }
+
+  /** Ends the response normally (`maxStream`, the broker closing, a pipelined request). */
+  finish(): void {
+    if (this.#stopped) return;
+    this.stop();
+    this.#sink?.end();
+  }
+
+  /** {@inheritDoc PollTicket.resolve} */
+  resolve(answer: Answer<unknown>): void {
+    if (this.#stopped) return;
+    const { result } = answer;
+    let chunk: Uint8Array<ArrayBuffer> | undefined;
+    if (result.messages.length > 0) {
+      const { target } = this;
+      chunk =
+        typeof target === 'string'
+          ? // Every stream a publish wakes on one channel writes the same bytes.
+            (answer.events ??= encode(eventsOf(answer, false, undefined)))
+          : encode(eventsOf(answer, true, this.#positions(target)));
+    } else if (!this.#started) {
+      // The first read found nothing: the client learns where it starts.
+      if (this.#cursor === undefined) chunk = encode(`id: ${result.cursor}\n\n`);
+    } else if (Date.now() >= this.#endAt) {
+      this.finish();
+      return;
+    } else chunk = PING;
+    this.#started = true;
+    this.#cursor = result.cursor;
+    if (chunk === undefined || this.#send(chunk)) this.#next();
+  }
+
+  /** {@inheritDoc PollTicket.reject} */
+  reject(error: unknown): void {
+    if (this.#stopped) return;
+    const failure = LongPollError.from(error);
+    const earliest = failure.earliestCursor;
+    if (failure.code !== 'cursor_expired' || earliest === undefined) {
+      this.finish();
+      return;
+    }
+    // A stream never answers 410 (`EventSource` would give up): it says so, and goes on.
+    this.#started = true;
+    this.#cursor = earliest;
+    if (this.#send(encode(`event: reset\nid: ${earliest}\ndata: ${JSON.stringify({ earliestCursor: earliest })}\n\n`))) this.#next();
+  }
+
+  /**
+   * Where each of many channels was before the answer being written. No cursor means everything
+   * retained, which is a place to resume from; unless the stream started after the newest
+   * messages, whose positions only the broker knew.
+   */
+  #positions(list: readonly string[]): Map<string, Cursor | undefined> | undefined {
+    const cursor = this.#cursor;
+    if (cursor === undefined && this.settings.firstMessage === 'newest') return undefined;
+    return decodeComposite(cursor, list);
+  }
+
+  /** Polls from the last cursor: at once for the first read, then up to a heartbeat. */
+  #next(): void {
+    if (this.#stopped) return;
+    const left = this.#endAt - Date.now();
+    if (left <= 0) {
+      this.finish();
+      return;
+    }
+    const options: PollOptions = {
+      cursor: this.#cursor,
+      wait: this.#started ? Math.min(this.heartbeat, left) : 0,
+      limit: this.limit,
+      firstMessage: this.settings.firstMessage,
+    };
+    this.broker[startPoll](this.target, options, this);
+  }
+
+  /** Writes `chunk`; when the transport is full, pauses and starts the send clock. */
+  #send(chunk: Uint8Array<ArrayBuffer>): boolean {
+    if (this.#sink!.send(chunk)) return true;
+    this.#paused = true;
+    this.#stall ??= setTimeout(() => {
+      this.stop();
+      this.#sink!.destroy();
+    }, this.settings.sendTimeout);
+    this.#stall.unref?.();
+    return false;
+  }
+}
