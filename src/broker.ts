@@ -352,7 +352,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
           return;
         }
-        if (deadline <= Date.now()) {
+        if (deadline <= Date.now() || ticket.expired) {
           ticket.resolve(timedOut(cursor));
           return;
         }
@@ -462,7 +462,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           this.#report('deliver', { channel, messages: batch.messages.length, polls: 1 });
           return;
         }
-        if (wait === 0) {
+        if (wait === 0 || ticket.expired) {
           ticket.resolve(timedOut(batch.cursor));
           return;
         }

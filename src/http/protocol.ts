@@ -143,6 +143,8 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       const stream = new EventStream(broker as Broker<unknown>, channel, cursor, params.limit, settings, Math.min(settings.heartbeat, transport));
       exchange.stream = stream;
       exchange.write(streamResponse(stream));
+      // A request was pipelined behind this one while `authorize` ran: it must not wait.
+      if (exchange.expired) stream.finish();
       return;
     }
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;
