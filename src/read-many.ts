@@ -104,9 +104,9 @@ async function readEach(engine: Engine, channels: readonly string[], positions: 
  * `positions` past what it returns. A channel read from everything retained (no position) that
  * got none of the limit moves to just before its oldest message, where the engine gives it
  * (`Batch.before`); otherwise it stays unnamed, and a message that leaves its history before
- * the next read is skipped without `cursor_expired`. `cursors[i]` is the cursor of `messages[i]`'s channel just
- * after it, where the engine gave one (`Batch.cursors`); the last message of each channel always
- * has one.
+ * the next read is skipped without `cursor_expired`. `cursors[i]` is the cursor of
+ * `messages[i]`'s channel just after it, where the engine gave one (`Batch.cursors`); the last
+ * message of each channel always has one.
  */
 export async function readMany<T>(
   engine: Engine,
