@@ -59,6 +59,15 @@ export interface Batch<T = JsonValue> {
    * and a client cut inside a batch gets the batch's earlier messages again.
    */
   readonly cursors?: readonly Cursor[];
+  /**
+   * Optional, on a read from `undefined` that returns messages: the cursor just before the first
+   * of them, which is where that read started. A read from it returns the same messages, or
+   * `cursor_expired` once the first has left the history. A many-channel read whose limit went
+   * to other channels names such a channel at it, so that its oldest message cannot leave
+   * unnoticed before the next read. Given with the read, it describes the same history as the
+   * messages: a separate call could not tell whether the oldest left in between.
+   */
+  readonly before?: Cursor;
 }
 
 /**

@@ -331,7 +331,10 @@ export class MemoryEngine implements Engine {
       cursors[i] = prefix + entry.position.toString(36);
       json += i === 0 ? entry.text : `,${entry.text}`;
     }
-    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]`, cursors: Object.freeze(cursors) };
+    // Read from everything retained, it started at the floor (Batch.before). Not made with
+    // #cursor, whose one remembered cursor is the one held polls wait at.
+    const before = cursor === undefined ? prefix + after.toString(36) : undefined;
+    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]`, cursors: Object.freeze(cursors), before };
   }
 
   /**

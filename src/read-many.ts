@@ -101,9 +101,12 @@ async function readEach(engine: Engine, channels: readonly string[], positions: 
 
 /**
  * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
- * `positions` past what it returns. `cursors[i]` is the cursor of `messages[i]`'s channel just
- * after it, where the engine gave one (`Batch.cursors`); the last message of each channel always
- * has one.
+ * `positions` past what it returns. A channel read from everything retained (no position) that
+ * got none of the limit moves to just before its oldest message, where the engine gives it
+ * (`Batch.before`); otherwise it stays unnamed, and a message that leaves its history before
+ * the next read is skipped without `cursor_expired`. `cursors[i]` is the cursor of
+ * `messages[i]`'s channel just after it, where the engine gave one (`Batch.cursors`); the last
+ * message of each channel always has one.
  */
 export async function readMany<T>(
   engine: Engine,
@@ -149,6 +152,11 @@ export async function readMany<T>(
     // A channel that returned nothing keeps its position, or, read from everything retained,
     // moves to the head of an empty history.
     if (shares[i]! > 0 || part.messages.length === 0) positions.set(channel, part.cursor);
+    // Read from everything retained and left out by the limit: named just before its oldest
+    // message, which the next read then returns, or, once it has left, gives cursor_expired.
+    // An engine without Batch.before leaves the channel unnamed, read from everything retained
+    // again next time: if its oldest message leaves in between, nobody is told.
+    else if (positions.get(channel) === undefined && batches[i]!.before !== undefined) positions.set(channel, batches[i]!.before);
     if (shares[i]! > 0) counts.set(channel, shares[i]!);
   }
   return { messages: Object.freeze(messages), cursors, counts };

@@ -120,9 +120,8 @@ async function check(broker: Broker<unknown>, read: Reader, steps: readonly Step
       available += length - start;
       shares.push({ share: indexes.length, left: length - start - indexes.length });
       // A channel read from everything retained that got nothing of what it has (the limit went
-      // to others) stays unnamed in the cursor: read from everything retained again next time
-      // (see the `.fails` test of broker-many.test.ts for what that costs under eviction).
-      next.set(channel, from === 'retained' && indexes.length === 0 && length > start ? 'retained' : start + indexes.length);
+      // to others) is named too, just before its oldest message: a later eviction of it is told.
+      next.set(channel, start + indexes.length);
     }
     // The limit is used whole, and shared round-robin: a channel cut short got at most one
     // message less than any other.

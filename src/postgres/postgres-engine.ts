@@ -336,8 +336,9 @@ export class PostgresEngine implements Engine {
   }
 
   /**
-   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined, in
-   * one statement. Reading a channel that has no history writes nothing.
+   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined
+   * (then with `Batch.before`, just before the first message), in one statement. Reading a
+   * channel that has no history writes nothing.
    */
   async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
     const parsed = cursor === undefined ? undefined : parseCursor(channel, cursor);
@@ -370,7 +371,9 @@ export class PostgresEngine implements Engine {
     const prefix = `${head.epoch}.${tagOf(channel)}.`;
     const cursors = Object.freeze(found.map((row) => prefix + Number(row.position)));
     const next = found.length > 0 ? Number(found[found.length - 1]!.position) : from;
-    return { messages, cursor: prefix + next, cursors };
+    // Read from everything retained: positions are gapless, so it started just before the first.
+    const before = parsed === undefined && found.length > 0 ? prefix + (Number(found[0]!.position) - 1) : undefined;
+    return { messages, cursor: prefix + next, cursors, before };
   }
 
   /**

@@ -92,7 +92,7 @@ type AppendReply = [epoch: string, id: string, trimmed: number, expired: number,
 type TailReply = [epoch: string, position: string, expired: number, seq: number];
 type ReadReply =
   | [status: 'expired', epoch: string, position: string, expired: number, seq: number]
-  | [status: 'ok', epoch: string, position: string, expired: number, seq: number, entries: StreamEntry[]];
+  | [status: 'ok', epoch: string, position: string, expired: number, seq: number, entries: StreamEntry[], from?: string];
 
 /**
  * History in Redis Streams, shared by every instance on the same Redis and prefix: any instance
@@ -284,8 +284,9 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined.
-   * Reading a channel that has no history writes nothing for it in Redis.
+   * Reads up to `limit` messages after `cursor`, or everything retained when it is undefined
+   * (then with `Batch.before`, the channel's floor the script read after). Reading a channel
+   * that has no history writes nothing for it in Redis.
    */
   async read(channel: string, cursor: Cursor | undefined, limit: number): Promise<Batch> {
     const { epoch, position } = cursor === undefined ? { epoch: '', position: '' } : parseCursor(channel, cursor);
@@ -297,13 +298,15 @@ export class RedisEngine implements Engine {
         earliestCursor: this.#cursor(reply[1], channel, reply[2]),
       });
     }
-    const [, current, last, , , entries] = reply;
+    const [, current, last, , , entries, from] = reply;
     // Frozen: every poll woken by this read shares the arrays.
     const messages = Object.freeze(entries.map(([entry, fields]) => this.#message(channel, entry, fields[1]!, fields[3]!)));
     const prefix = `${current}.${tagOf(channel)}.`;
     const cursors = Object.freeze(entries.map(([entry]) => prefix + entry));
     const next = entries.length > 0 ? entries[entries.length - 1]![0] : last;
-    return { messages, cursor: prefix + next, cursors };
+    // Read from everything retained, the script read after the channel's floor (Batch.before).
+    const before = cursor === undefined && entries.length > 0 && typeof from === 'string' ? prefix + from : undefined;
+    return { messages, cursor: prefix + next, cursors, before };
   }
 
   /**

@@ -152,7 +152,8 @@ return {epoch, id, trimmed, expired, seq}
  * cursor read while the channel had no history may be (no channel's hash expires sooner after
  * its last append).
  * Returns {'expired', epoch, position, expired, seq} or {'ok', epoch, position, expired, seq,
- * entries}, where epoch and position make the cursor to resume from.
+ * entries, from}, where epoch and position make the cursor to resume from, and epoch and from
+ * the one the entries were read after (for a channel without history, `from` is absent).
  *
  * A channel without history writes nothing: its cursor is {engine-wide epoch, now-0}, the same
  * shape as any other (a version of this engine that knows no engine-wide epoch answers it with
@@ -194,7 +195,7 @@ if cursorEpoch ~= '' then
 end
 local entries = {}
 if hasStream then entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUNT', limit) end
-return {'ok', epoch, last, expired, seq, entries}
+return {'ok', epoch, last, expired, seq, entries, from}
 `;
 
 /**

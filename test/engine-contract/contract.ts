@@ -348,6 +348,7 @@ export function engineContract(name: string, fx: EngineFixture): void {
             expect(fast.messages).toEqual(slow.messages);
             expect(fast.cursor).toBe(slow.cursor);
             expect(fast.cursors).toEqual(slow.cursors);
+            expect(fast.before).toBe(slow.before);
             if (fast.json !== undefined) expect(fast.json).toBe(JSON.stringify(fast.messages));
           }
         }
@@ -482,13 +483,94 @@ export function engineContract(name: string, fx: EngineFixture): void {
         const stored = await fx.stored?.();
         const rooms = Array.from({ length: 20 }, () => channel());
         for (const room of rooms) {
-          const { cursor } = await engine.read(room, undefined, 10);
+          const { cursor, before } = await engine.read(room, undefined, 10);
+          // Nothing read, nothing to name a channel at (Batch.before).
+          expect(before).toBeUndefined();
           await engine.read(room, cursor, 10);
           if (engine.tail) await engine.read(room, await engine.tail(room), 10);
         }
         for (const room of rooms) expect(engine.retains(room)).toBe(false);
         expect(engine.stats()).toEqual(stats);
         expect(await fx.stored?.()).toEqual(stored);
+      });
+    });
+
+    describe('optional member: where a read from everything retained started (Batch.before)', () => {
+      /** The data of everything `engine` reads after `cursor`, in pages. */
+      const rest = async (engine: Engine, room: string, cursor: string | undefined) => {
+        const seen: unknown[] = [];
+        for (let page = 0; page < 10; page++) {
+          const batch = await engine.read(room, cursor, 100);
+          if (batch.messages.length === 0) return seen;
+          seen.push(...batch.messages.map((m) => m.data));
+          cursor = batch.cursor;
+        }
+        throw new Error('More than 10 pages');
+      };
+
+      it('gives, with a read from everything retained, a cursor from which a read returns the same messages', async ({ skip }) => {
+        const engines = fx.shared ? [make({ capacity: 4 }), make({ capacity: 4 })] : [make({ capacity: 4 })];
+        for (const engine of engines) listenTo(engine);
+        const [engine, reader] = [engines[0]!, engines[engines.length - 1]!];
+        const [room, other] = [channel(), channel()];
+        // Six on a history of four: the first two were pushed out, and the read starts at 2.
+        for (let i = 0; i < 6; i++) {
+          await engine.append(room, json(i));
+          await engine.append(other, json(`other ${i}`));
+        }
+        const probe = await engine.read(room, undefined, 100);
+        if (probe.before === undefined) return skip('this engine gives no Batch.before');
+        for (const limit of [1, 3, 100]) {
+          const batch = await engine.read(room, undefined, limit);
+          const before = batch.before!;
+          expect(before).toMatch(/^[A-Za-z0-9._~-]+$/);
+          reader.checkCursor?.(room, before);
+          // Exactly the same messages, on this instance and on another one of the same history.
+          for (const from of engines) {
+            const again = await from.read(room, before, limit);
+            expect(again.messages).toEqual(batch.messages);
+            expect(again.cursor).toBe(batch.cursor);
+          }
+          expect(await rest(reader, room, before)).toEqual([2, 3, 4, 5]);
+        }
+        // Other channels' appends move nothing: the same messages, then what comes next.
+        await engine.append(other, json('elsewhere'));
+        expect(await rest(reader, room, probe.before)).toEqual([2, 3, 4, 5]);
+      });
+
+      it('fails a read from it with cursor_expired once the oldest message has left, by capacity or by age', async ({ skip }) => {
+        const engine = make({ capacity: 3, maxAge: 300 });
+        listenTo(engine);
+        const [trimmed, aged] = [channel(), channel()];
+        for (let i = 0; i < 3; i++) await engine.append(trimmed, json(i));
+        await engine.append(aged, json('old'));
+        const [full, young] = [await engine.read(trimmed, undefined, 1), await engine.read(aged, undefined, 10)];
+        if (full.before === undefined) return skip('this engine gives no Batch.before');
+        await engine.append(trimmed, json(3)); // 0 is pushed out
+        const error = await failure(engine.read(trimmed, full.before, 10));
+        expect(error.code).toBe('cursor_expired');
+        expect(await rest(engine, trimmed, error.earliestCursor)).toEqual([1, 2, 3]);
+        await sleep(400); // old is now older than maxAge
+        await engine.append(aged, json('new'));
+        const aging = await failure(engine.read(aged, young.before, 10));
+        expect(aging.code).toBe('cursor_expired');
+        expect(await rest(engine, aged, aging.earliestCursor)).toEqual(['new']);
+      });
+
+      it('fails a read from it with cursor_expired once the history is lost', async ({ skip }) => {
+        const engine = make();
+        listenTo(engine);
+        const room = channel();
+        await engine.append(room, json('lost'));
+        const { before } = await engine.read(room, undefined, 10);
+        if (before === undefined) return skip('this engine gives no Batch.before');
+        await fx.loseHistory();
+        const after = make();
+        listenTo(after);
+        await after.append(room, json('new'));
+        const error = await failure(after.read(room, before, 10));
+        expect(error.code).toBe('cursor_expired');
+        expect(await rest(after, room, error.earliestCursor)).toEqual(['new']);
       });
     });
 
