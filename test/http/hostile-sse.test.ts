@@ -108,6 +108,20 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     await until(released, 'nothing is held after the connection went');
   });
 
+  it.skipIf(adapter === 'fetch')('ends a stream (or answers a poll) at once when a request was pipelined behind it while authorize ran', async () => {
+    const server = await start({ authorize: () => new Promise<boolean>((resolve) => setTimeout(resolve, 200, true)) });
+    await broker.publish('other', 'hello');
+    const poll = `GET ${PREFIX}/other?wait=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+    const streamed = await raw(server, streamRequest('/room') + poll);
+    const held = await raw(server, `GET ${PREFIX}/room?wait=20 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${poll}`);
+    sockets.push(streamed.socket, held.socket);
+    // Not after maxStream (5 minutes) or the wait (20 s): as soon as authorize let them start.
+    await until(() => /\r\n0\r\n\r\nHTTP\/1\.1 200 [^]*"hello"/.test(streamed.text()), 'the stream ends and the poll behind it is answered');
+    expect(streamed.text()).toMatch(/^HTTP\/1\.1 200 [^]*text\/event-stream[^]*\r\nretry: /);
+    await until(() => /"timedOut":true[^]*HTTP\/1\.1 200 [^]*"hello"/.test(held.text()), 'the poll answers as a timeout and the one behind it is answered');
+    await until(released, 'nothing is held');
+  });
+
   it('holds nothing after streams are opened and dropped in a hot loop', async () => {
     const server = await start({ heartbeat: 60_000 });
     await broker.publish('room', 'x'.repeat(1000));
