@@ -122,6 +122,22 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     await until(released, 'nothing is held');
   });
 
+  it('holds one stream per connection when a client pipelines many (a fetch runtime: all), and frees them when it goes', async () => {
+    const server = await start();
+    const requests = Array.from({ length: 50 }, (_, i) => streamRequest(i % 2 ? '/room' : '?channels=room,other')).join('');
+    const connection = await raw(server, requests);
+    sockets.push(connection.socket);
+    const held = adapter === 'fetch' ? 50 : 1;
+    await until(() => broker.stats().waiters === held && limiter.stats().total === held, `${held} streams are held`);
+    if (adapter !== 'fetch') {
+      // Each stream but the last ended normally, in order.
+      await until(() => (connection.text().match(/\r\n0\r\n\r\n/g) ?? []).length === 49, '49 streams ended');
+      expect(connection.text().match(/HTTP\/1\.1 200 /g)).toHaveLength(50);
+    }
+    connection.socket.destroy();
+    await until(released, 'nothing is held after the connection went');
+  });
+
   it('holds nothing after streams are opened and dropped in a hot loop', async () => {
     const server = await start({ heartbeat: 60_000 });
     await broker.publish('room', 'x'.repeat(1000));
@@ -209,6 +225,28 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     stream.close();
     resumed.close();
     await until(released, 'both streams hold nothing after they went');
+  });
+
+  it('resets a many-channel stream whose Last-Event-ID expired on one channel, losing nothing on the others', async () => {
+    const server = await start({}, new MemoryEngine({ capacity: 2 }));
+    await broker.publish('a', 'a1');
+    await broker.publish('b', 'b1');
+    const first = await openStream(`${server.origin}${PREFIX}?channels=a,b`);
+    await first.waitFor((events) => events.filter((event) => event.event === 'message').length === 2, 'the history');
+    const resumeFrom = first.events.filter((event) => event.event === 'message').at(-1)!.id!;
+    first.close();
+    // `a` moves past its retained history; `b` gets one more.
+    for (let n = 2; n <= 5; n++) await broker.publish('a', `a${n}`);
+    await broker.publish('b', 'b2');
+    const resumed = await openStream(`${server.origin}${PREFIX}?channels=a,b`, { 'last-event-id': resumeFrom });
+    expect(resumed.status).toBe(200);
+    await resumed.waitFor((events) => events.filter((event) => event.event === 'message').length === 3, 'the retained messages');
+    const reset = resumed.events.find((event) => event.event === 'reset');
+    expect(reset, 'a reset event').toBeDefined();
+    expect(JSON.parse(reset!.data!)).toEqual({ earliestCursor: reset!.id });
+    expect(resumed.messages().map((message) => message.data).sort()).toEqual(['a4', 'a5', 'b2']);
+    resumed.close();
+    await until(released, 'nothing is held');
   });
 
   it('refuses a garbage, huge or foreign Last-Event-ID with 400 before the stream, taking nothing', async () => {
