@@ -195,6 +195,28 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     }
   }, 20_000);
 
+  it('cuts a stream ended by broker.close() whose end a client that reads nothing never takes, after sendTimeout', async () => {
+    const server = await start({ sendTimeout: 1_000 }, new MemoryEngine({ capacity: 8 }));
+    let accepted: Socket | undefined;
+    server.server.on('connection', (socket: Socket) => (accepted = socket));
+    const connection = await raw(server, streamRequest('/quiet'), false);
+    sockets.push(connection.socket);
+    await until(() => broker.stats().waiters === 1, 'the stream waits');
+    // Small messages until the kernel's buffers are full and some bytes wait in the process,
+    // while the stream, not yet over its high-water mark, waits for the next message.
+    const payload = 'x'.repeat(1_000);
+    for (let i = 0; i < 50_000 && !(accepted!.writableLength > 0 && broker.stats().waiters === 1); i++) {
+      await broker.publish('quiet', payload);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(accepted!.writableLength, 'bytes wait in the process').toBeGreaterThan(0);
+    await broker.close();
+    // The stream ended, but its end cannot be handed to the socket: the send clock still runs.
+    expect(await eventually(() => limiter.stats().total === 0, 4_000), 'the lease is released').toBe(true);
+    // A fetch runtime's socket is the runtime's; the Node adapters cut it.
+    if (adapter !== 'fetch') expect(accepted!.destroyed).toBe(true);
+  }, 15_000);
+
   it('delivers a flood on 32 channels to a many-channel stream once each, in order, with ids to resume from', async () => {
     const server = await start({}, undefined, { perClient: 100, perChannel: 100 });
     const channels = channelList(32);
