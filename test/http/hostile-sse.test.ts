@@ -237,6 +237,8 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     const events = stream.events.filter((event) => event.event === 'message');
     expect(events.length).toBe(total);
     expect(events.every((event) => event.id !== undefined && event.id !== '')).toBe(true);
+    // One lease and one waiter, however many channels.
+    await until(() => broker.stats().waiters === 1, 'the stream waits again, once');
     expect(limiter.stats().total).toBe(1);
     // Resuming from any message's id brings exactly what came after it.
     const cut = 500;
@@ -317,6 +319,19 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     expect(performance.now() - started).toBeLessThan(2_000);
     expect(released()).toBe(true);
     expect(limiter.stats().clients).toBe(0);
+  });
+
+  it('takes nothing for streams whose clients leave while authorize runs', async () => {
+    const server = await start({ authorize: () => new Promise<boolean>((resolve) => setTimeout(resolve, 150, true)) });
+    const open = await Promise.all(Array.from({ length: 30 }, (_, i) => raw(server, streamRequest(i % 2 ? '/room' : '?channels=room,other'))));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    for (const connection of open) connection.socket.destroy();
+    await Promise.all(open.map((connection) => connection.closed));
+    // After authorize answered for all of them.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(released()).toBe(true);
+    expect(limiter.stats().clients).toBe(0);
+    expect(open.every((connection) => connection.text() === '')).toBe(true);
   });
 
   it('answers 429 limit rate before the stream when the rate is exhausted, holding nothing', async () => {
