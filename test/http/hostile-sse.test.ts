@@ -168,7 +168,7 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
 
   it('buffers at most one answer for a client that never reads while messages flood, and cuts it after sendTimeout', async () => {
     // A short history, so that what stays in memory is the stream's, not the engine's.
-    const server = await start({ sendTimeout: 1_000 }, new MemoryEngine({ capacity: 8 }));
+    const server = await start({ sendTimeout: 600 }, new MemoryEngine({ capacity: 8 }));
     const connection = await raw(server, streamRequest('/flood', ''), false);
     sockets.push(connection.socket);
     await until(() => broker.stats().waiters === 1, 'the stream waits');
@@ -196,7 +196,7 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
   }, 20_000);
 
   it('cuts a stream ended by broker.close() whose end a client that reads nothing never takes, after sendTimeout', async () => {
-    const server = await start({ sendTimeout: 1_000 }, new MemoryEngine({ capacity: 8 }));
+    const server = await start({ sendTimeout: 500 }, new MemoryEngine({ capacity: 8 }));
     let accepted: Socket | undefined;
     server.server.on('connection', (socket: Socket) => (accepted = socket));
     const connection = await raw(server, streamRequest('/quiet'), false);
