@@ -219,6 +219,11 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
 
   it('delivers a flood on 32 channels to a many-channel stream once each, in order, with ids to resume from', async () => {
     const server = await start({}, undefined, { perClient: 100, perChannel: 100 });
+    // One more than maxChannels, or a channel twice: refused before the stream.
+    for (const list of [channelList(33), ['c0', 'c1', 'c0']]) {
+      const refused = await send(`${server.origin}${PREFIX}?channels=${list.join(',')}`, { headers: { accept: 'text/event-stream' } });
+      expectProblem(refused, 400, 'invalid_channels');
+    }
     const channels = channelList(32);
     const stream = await openStream(`${server.origin}${PREFIX}?channels=${channels.join(',')}`);
     expect(stream.status).toBe(200);
