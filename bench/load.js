@@ -51,7 +51,8 @@ function poll(session) {
 async function openSessions(count) {
   while (sessions.length < count) {
     const batch = Math.min(OPENING, count - sessions.length);
-    sessions.push(...(await Promise.all(Array.from({ length: batch }, () => protocol.open(pool)))));
+    const first = sessions.length;
+    sessions.push(...(await Promise.all(Array.from({ length: batch }, (_, i) => protocol.open(pool, first + i)))));
   }
 }
 

@@ -1,10 +1,14 @@
 /**
- * `npm run bench` (add `-- --quick` for a run under a minute): longpoll-kit side by side with
- * raw node:http and with socket.io, faye and express-longpoll, in one run on this machine.
+ * `npm run bench` (add `-- --quick` for a short run): longpoll-kit side by side with raw
+ * node:http and with socket.io, faye and express-longpoll, in one run on this machine; then
+ * many-channel polls against one-channel polls (bench/many.js) and Server-Sent Events against
+ * raw node:http (bench/sse.js).
  * Each turn is a fresh server process and a separate load-generator process on 127.0.0.1;
  * systems alternate with raw so that machine drift cancels; figures are medians over rounds.
  * Writes bench/results/latest.{md,svg,json} (quick: quick.*) and, after a full run,
- * docs/benchmarks.md. BENCH_DEBUG=1 prints, for every fanout, when the first and the last
+ * docs/benchmarks.md. `-- --only=many,sse` runs only the named sections (peers, history,
+ * engines, many, sse; combine with --quick) and writes bench/results/only.{md,json} and nothing
+ * else. BENCH_DEBUG=1 prints, for every fanout, when the first and the last
  * response arrived after the publish.
  */
 import { execFileSync, execSync } from 'node:child_process';
@@ -13,11 +17,25 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureHistory } from './history.js';
+import { measureMany } from './many.js';
+import { renderMany, renderSse } from './report-channels.js';
 import { renderMarkdown, renderSvg, summarise } from './report.js';
+import { measureSse } from './sse.js';
 import { runTurn } from './turn.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const quick = process.argv.includes('--quick');
+const SECTIONS = ['peers', 'history', 'engines', 'many', 'sse'];
+const onlyAt = process.argv.findIndex((arg) => arg === '--only' || arg.startsWith('--only='));
+/** The sections to run: all of them, or those `--only=a,b` names. */
+const only =
+  onlyAt === -1
+    ? undefined
+    : (process.argv[onlyAt].includes('=') ? process.argv[onlyAt].slice(7) : (process.argv[onlyAt + 1] ?? '')).split(',').filter(Boolean);
+for (const section of only ?? []) {
+  if (!SECTIONS.includes(section)) throw new Error(`bench: --only takes a list of ${SECTIONS.join(', ')}; not ${section}`);
+}
+const runs = (section) => !only || only.includes(section);
 const started = Date.now();
 
 /** The newest modification time under `dir`, in ms. */
@@ -77,6 +95,12 @@ const plan = quick
       historyRounds: 5,
       historyPolls: 20_000,
     };
+/** bench/many.js: N re-polling clients, a fixed number of publishes per turn. */
+plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 3, clients: 1000, publishes: 40, warmup: 10 };
+/** bench/sse.js: fanouts to N open streams. */
+plan.sse = quick
+  ? { rounds: 1, sizes: [1000] }
+  : { rounds: 3, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 4, 5000: 2 } };
 /** What the first measurements led to: kept in docs/benchmarks.md under every new run's figures. */
 const HISTORY = `
 ## What these measurements changed
@@ -149,7 +173,7 @@ const ORDER = ['raw', 'kit', 'socket.io', 'raw', 'faye', 'express-longpoll'];
 const turnsOf = (system) => plan.rounds * ORDER.filter((name) => name === system).length;
 
 const turns = [];
-for (let round = 0; round < plan.rounds; round++) {
+for (let round = 0; round < (runs('peers') ? plan.rounds : 0); round++) {
   for (const system of ORDER) {
     const t0 = Date.now();
     let turn;
@@ -173,24 +197,48 @@ for (let round = 0; round < plan.rounds; round++) {
   }
 }
 
-console.log('bench: history (in process)');
-const history = await measureHistory({ rounds: plan.historyRounds, polls: plan.historyPolls });
+let history = [];
+if (runs('history')) {
+  console.log('bench: history (in process)');
+  history = await measureHistory({ rounds: plan.historyRounds, polls: plan.historyPolls });
+}
 
 // The engines side by side (bench/postgres.js: memory, Redis and PostgreSQL in one run), in a
 // process of its own; its Markdown tables go into the report as they are.
-console.log('bench: engines (bench/postgres.js)');
-let engines;
-try {
-  const output = execFileSync(process.execPath, [join(root, 'bench', 'postgres.js')], {
-    cwd: root,
-    timeout: 180_000,
-    encoding: 'utf8',
-    env: { ...process.env, ...(quick ? { PHASE_MS: '500', ROUNDS: '100' } : {}) },
-  });
-  engines = output.slice(output.indexOf('\nPublish throughput')).trim();
-} catch (error) {
-  engines = `Not measured: bench/postgres.js failed (${String(error.message ?? error).split('\n')[0]}).`;
+let engines = 'Not measured in this run.';
+if (runs('engines')) {
+  console.log('bench: engines (bench/postgres.js)');
+  try {
+    const output = execFileSync(process.execPath, [join(root, 'bench', 'postgres.js')], {
+      cwd: root,
+      timeout: 180_000,
+      encoding: 'utf8',
+      env: { ...process.env, ...(quick ? { PHASE_MS: '500', ROUNDS: '100' } : {}) },
+    });
+    engines = output.slice(output.indexOf('\nPublish throughput')).trim();
+  } catch (error) {
+    engines = `Not measured: bench/postgres.js failed (${String(error.message ?? error).split('\n')[0]}).`;
+  }
 }
+
+/** A section that failed is reported as not measured; the rest of the run stands. */
+async function section(name, title, measure) {
+  if (!runs(name)) return undefined;
+  console.log(`bench: ${title}`);
+  const t0 = Date.now();
+  try {
+    await distReady();
+    return await measure();
+  } catch (error) {
+    console.log(`bench: ${name} failed: ${String(error?.stack ?? error)}`);
+    return { error: `${String(error?.message ?? error).split('\n')[0]}` };
+  } finally {
+    console.log(`bench: ${name} took ${Math.round((Date.now() - t0) / 1000)} s`);
+  }
+}
+const many = await section('many', 'many channels in one request (bench/many.js)', () => measureMany(plan.many));
+const sse = await section('sse', 'Server-Sent Events (bench/sse.js)', () => measureSse(plan.sse));
+const streams = `${many ? `\n${renderMany(many).trimEnd()}\n` : ''}${sse ? `\n${renderSse(sse).trimEnd()}\n` : ''}`;
 
 const cpus = os.cpus();
 const machine = {
@@ -199,17 +247,28 @@ const machine = {
   os: `${os.type()} ${os.release()} ${os.arch()}`,
   node: process.version,
 };
-const command = quick ? 'npm run bench -- --quick' : 'npm run bench';
-const summary = summarise(turns, plan, history);
+const command = `${quick ? 'npm run bench -- --quick' : 'npm run bench'}${only ? `${quick ? '' : ' --'} --only=${only.join(',')}` : ''}`;
 const context = { machine, command, plan, date: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) };
-const markdown = `${renderMarkdown(summary, context).trimEnd()}\n\n## Engines: memory, Redis and PostgreSQL\n\nbench/postgres.js, in the same run: publish throughput, and publish→receipt latency from one instance to another.\n\n${engines}\n`;
-
 const results = join(root, 'bench', 'results');
 mkdirSync(results, { recursive: true });
+if (only) {
+  // Some sections only: printed and written to bench/results/only.*, never over a full run's files.
+  const peers = runs('peers') ? `\n${renderMarkdown(summarise(turns, plan, history), context).replace(/^# .*\n/, '').trimEnd()}\n` : '';
+  const engineSection = runs('engines') ? `\n## Engines: memory, Redis and PostgreSQL\n\n${engines}\n` : '';
+  const partial = `# Benchmarks: ${only.join(', ')}\n\nCommand: \`${command}\` · ${context.date} · ${context.seconds} s  \nMachine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}\n${peers}${engineSection}${streams}`;
+  writeFileSync(join(results, 'only.md'), partial);
+  writeFileSync(join(results, 'only.json'), `${JSON.stringify({ context, turns, history, engines, many, sse }, null, 2)}\n`);
+  console.log(`\n${partial}`);
+  console.log(`bench: wrote bench/results/only.md and .json in ${context.seconds} s`);
+  process.exit(0);
+}
+const summary = summarise(turns, plan, history);
+const markdown = `${renderMarkdown(summary, context).trimEnd()}\n\n## Engines: memory, Redis and PostgreSQL\n\nbench/postgres.js, in the same run: publish throughput, and publish→receipt latency from one instance to another.\n\n${engines}\n${streams}`;
+
 const name = quick ? 'quick' : 'latest';
 writeFileSync(join(results, `${name}.md`), markdown);
 writeFileSync(join(results, `${name}.svg`), renderSvg(summary, context));
-writeFileSync(join(results, `${name}.json`), `${JSON.stringify({ context, summary, turns }, null, 2)}\n`);
+writeFileSync(join(results, `${name}.json`), `${JSON.stringify({ context, summary, turns, many, sse }, null, 2)}\n`);
 if (!quick) {
   // The micro-benchmarks' section is written by `npm run bench:micro -- --write`: keep it.
   const docs = join(root, 'docs', 'benchmarks.md');
@@ -218,7 +277,7 @@ if (!quick) {
   writeFileSync(
     docs,
     `# Benchmarks\n\nWritten by \`npm run bench\` (bench/run.js); the chart is [bench/results/latest.svg](../bench/results/latest.svg). ` +
-      'How each figure is measured is described in bench/run.js, bench/turn.js and bench/history.js.\n\n' +
+      'How each figure is measured is described in bench/run.js, bench/turn.js, bench/history.js, bench/many.js and bench/sse.js; `node bench/run.js --only=many,sse` runs some sections alone.\n\n' +
       markdown.replace(/^# .*\n/, '') +
       HISTORY +
       (micro === -1 ? '' : previous.slice(micro)),

@@ -8,13 +8,13 @@ import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { answerRequests } from './rpc.js';
 
-const SYSTEMS = ['raw', 'kit', 'socket.io', 'faye', 'express-longpoll'];
+const SYSTEMS = ['raw', 'kit', 'socket.io', 'faye', 'express-longpoll', 'raw-sse'];
 const system = process.argv[2] ?? '';
 if (!SYSTEMS.includes(system)) throw new Error(`Usage: server.js <${SYSTEMS.join('|')}>`);
 const collect = globalThis.gc;
 if (!collect) throw new Error('Run me with --expose-gc');
 
-/** @type {{ server: import('node:http').Server, held: () => number, publish: (data: unknown) => unknown }} */
+/** @type {{ server: import('node:http').Server, held: () => number, publish: (data: unknown) => unknown, publishOn?: (channel: string, data: unknown) => unknown }} */
 const subject = await (await import(`./servers/${system}.js`)).start();
 await new Promise((resolve, reject) => {
   subject.server.once('error', reject);
@@ -42,6 +42,39 @@ let profiles = 0;
 let profiling = false;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** @param {string} channel */
+function publishOn(channel) {
+  if (!subject.publishOn) throw new Error(`${system} cannot publish on a named channel`);
+  return subject.publishOn(channel, message());
+}
+
+/** Resolves once `count` polls are held; looks after each event-loop turn that read a request. */
+function heldAgain(count, deadline) {
+  if (subject.held() >= count) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let scheduled = false;
+    const check = () => {
+      scheduled = false;
+      if (subject.held() >= count) {
+        subject.server.off('request', onRequest);
+        clearInterval(timer);
+        resolve(undefined);
+      } else if (performance.now() > deadline) {
+        subject.server.off('request', onRequest);
+        clearInterval(timer);
+        reject(new Error(`${system} holds ${subject.held()} polls, not ${count}, at the deadline`));
+      }
+    };
+    const onRequest = () => {
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(check);
+    };
+    subject.server.on('request', onRequest);
+    const timer = setInterval(check, 1);
+  });
+}
+
 answerRequests({
   port: () => /** @type {import('node:net').AddressInfo} */ (subject.server.address()).port,
   held: () => subject.held(),
@@ -62,14 +95,41 @@ answerRequests({
     const { heapUsed, rss } = process.memoryUsage();
     return { heapUsed, rss };
   },
-  /** Publishes one message (`window`: a fanout, profiled under BENCH_PROFILE); returns the monotonic clock (ns, shared by all processes) just before. */
-  async publish({ window = false } = {}) {
+  /**
+   * Publishes one message (on `channel` when given, else the system's own; `window`: a fanout,
+   * profiled under BENCH_PROFILE); returns the monotonic clock (ns, shared by all processes) just
+   * before.
+   */
+  async publish({ window = false, channel } = {}) {
     if (window) await inspector?.post('Profiler.start');
     profiling = window && inspector !== undefined;
     cpuMark = process.cpuUsage();
     const before = process.hrtime.bigint();
-    await subject.publish(message());
+    await (channel === undefined ? subject.publish(message()) : publishOn(channel));
     return String(before);
+  },
+  /**
+   * Closed loop over a fixed number of publishes, for bench/many.js: publish on `channels[i %
+   * length]`, wait until `clients` polls are held again (their re-polls read and parked), publish
+   * the next. Returns the server's CPU time (user + system, µs) and wall time (ms) over the loop.
+   * Unlike `steady` it never spins: it looks at the held count once per event-loop turn in which
+   * a request arrived, and on a 1 ms timer, so an idle wait costs (almost) no CPU.
+   */
+  async cycle({ publishes, clients, channels, timeout = 60_000 }) {
+    if (inspector) await inspector.post('Profiler.start');
+    const mark = process.cpuUsage();
+    const start = performance.now();
+    for (let i = 0; i < publishes; i++) {
+      await publishOn(channels[i % channels.length]);
+      await heldAgain(clients, start + timeout);
+    }
+    const { user, system: kernel } = process.cpuUsage(mark);
+    const ms = performance.now() - start;
+    if (inspector) {
+      const { profile } = await inspector.post('Profiler.stop');
+      writeFileSync(`${profileDir}/${system}-cycle-${process.pid}-${profiles++}.cpuprofile`, JSON.stringify(profile));
+    }
+    return { cpu: user + kernel, ms };
   },
   /** CPU time (user + system, µs) since the last publish began. */
   async cpu() {

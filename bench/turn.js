@@ -12,13 +12,13 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const FILES = 19_999;
 
 /** A node child with an IPC channel and a raised open-file limit (set in the same shell). */
-function spawnNode(args) {
+export function spawnNode(args) {
   const command = `ulimit -n ${FILES} && exec "${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`;
   return spawn('bash', ['-c', command], { cwd: here, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
 /** @param {import('node:child_process').ChildProcess} child */
-async function stop(child) {
+export async function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');

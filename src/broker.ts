@@ -352,7 +352,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
           return;
         }
-        if (deadline <= Date.now()) {
+        if (deadline <= Date.now() || ticket.expired) {
           ticket.resolve(timedOut(cursor));
           return;
         }
@@ -383,8 +383,56 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     for (const channel of waiter.channels) this.#report('timeout', channel);
   };
 
-  /** A publish on one of a many-channel poll's channels: read them all again. */
-  #wakeMany(waiter: ManyWaiter<T>): void {
+  /**
+   * A publish on `channel`, one of the channels of the many-channel polls held on it. With an
+   * engine that reads synchronously, the wake-up comes inside the append, so `channel` is the
+   * only one of their channels with news (a publish on another would have woken them first):
+   * one read of `channel` per position and limit answers every such poll, as `#drain` does for
+   * polls of one channel (1.8× less CPU than each poll reading all its channels again:
+   * bench/micro/many-wake.js). Otherwise, or when that read fails, each poll reads all its
+   * channels again.
+   */
+  #wakeMany(channel: string, state: ChannelState<T>): void {
+    const readNow = this.#engine.readNow?.bind(this.#engine);
+    const groups = new Map<string, ManyWaiter<T>[]>();
+    for (const waiter of state.many) {
+      if (!readNow) {
+        this.#repollMany(waiter);
+        continue;
+      }
+      const key = `${waiter.positions.get(channel)} ${waiter.limit}`;
+      const group = groups.get(key);
+      if (group) group.push(waiter);
+      else groups.set(key, [waiter]);
+    }
+    for (const group of groups.values()) {
+      const { positions, limit } = group[0]!;
+      let batch: Batch;
+      try {
+        batch = readNow!(channel, positions.get(channel), limit);
+      } catch {
+        // `cursor_expired` names a composite cursor of each poll's own.
+        for (const waiter of group) this.#repollMany(waiter);
+        continue;
+      }
+      if (batch.messages.length === 0) continue;
+      let answered = 0;
+      for (const waiter of group) {
+        if (!waiter.detach()) continue;
+        answered++;
+        waiter.positions.set(channel, batch.cursor);
+        const result = Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor: encodeComposite(waiter.positions), timedOut: false });
+        waiter.ticket.resolve(new Answer(result, batch.json, batch.cursors));
+      }
+      if (answered === 0) continue;
+      const delivery = { channel, messages: batch.messages.length, polls: answered };
+      if (this.#deferred) this.#deferred.push(delivery);
+      else this.#report('deliver', delivery);
+    }
+  }
+
+  /** Takes a many-channel poll off its channels and reads them all again. */
+  #repollMany(waiter: ManyWaiter<T>): void {
     if (!waiter.detach()) return;
     this.#pollMany(waiter.channels, waiter.positions, waiter.limit, waiter.deadline, waiter.ticket).catch((error: unknown) =>
       waiter.ticket.reject(error),
@@ -414,7 +462,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           this.#report('deliver', { channel, messages: batch.messages.length, polls: 1 });
           return;
         }
-        if (wait === 0) {
+        if (wait === 0 || ticket.expired) {
           ticket.resolve(timedOut(batch.cursor));
           return;
         }
@@ -521,7 +569,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #appended(channel: string, state = this.#channels.get(channel)): void {
     if (!state) return;
     state.version++;
-    for (const waiter of state.many) this.#wakeMany(waiter);
+    if (state.many.size > 0) this.#wakeMany(channel, state);
     if (state.waiters.size === 0) return;
     state.dirty = true;
     if (state.draining) return;

@@ -1,17 +1,42 @@
-import { tagOf } from './channel-tag.js';
+import { hashOf } from './channel-tag.js';
 import type { Cursor } from './engine.js';
 import { LongPollError } from './errors.js';
 
 /**
  * The cursor of a poll over many channels: one position per channel, in one opaque, URL-safe
- * string. Each entry is the channel's tag (see `tagOf`), a `.`, and the engine's cursor for that
- * channel; entries are joined by `~`. The tag lets a client change its channel list and keep its
- * cursor: an entry whose channel is no longer listed is dropped, and a listed channel without
- * an entry is read from everything retained.
+ * string. Each entry is the channel's key (see {@link keyOf}), a `.`, and the engine's cursor
+ * for that channel; entries are joined by `~`. The key lets a client change its channel list and
+ * keep its cursor: an entry whose channel is no longer listed is dropped, and a listed channel
+ * without an entry is read from everything retained.
  */
 
 const SEPARATOR = '~';
-const TAG = /^[0-9a-z]{1,7}$/;
+const KEY = /^[0-9a-z]{1,7}_[0-9a-z]{1,7}$/;
+
+/**
+ * A second 32-bit hash of a channel name, independent of FNV-1a (`hashOf`): multiply-xorshift
+ * steps and murmur3's finaliser.
+ */
+function secondHashOf(channel: string): number {
+  let hash = 0x9e3779b9;
+  for (let i = 0; i < channel.length; i++) {
+    hash = Math.imul(hash ^ channel.charCodeAt(i), 0x5bd1e995);
+    hash ^= hash >>> 15;
+  }
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+
+/**
+ * The key of a channel's entry: 64 bits of hash, not the engines' 32-bit tag alone. The entry
+ * is matched to a listed channel by its key only, and the engine's cursor inside carries that
+ * same 32-bit tag, so two channels whose tags collide (`c693596` and `c1170850` do) would take
+ * each other's positions when the list is reordered or one of them leaves it: a silent gap.
+ */
+function keyOf(channel: string): string {
+  return `${hashOf(channel).toString(36)}_${secondHashOf(channel).toString(36)}`;
+}
 
 /** Positions by channel: `undefined` reads everything retained. */
 export type Positions = ReadonlyMap<string, Cursor | undefined>;
@@ -20,14 +45,15 @@ export type Positions = ReadonlyMap<string, Cursor | undefined>;
 export function encodeComposite(positions: Positions): Cursor {
   const entries: string[] = [];
   for (const [channel, cursor] of positions) {
-    if (cursor !== undefined) entries.push(`${tagOf(channel)}.${cursor}`);
+    if (cursor !== undefined) entries.push(`${keyOf(channel)}.${cursor}`);
   }
   return entries.join(SEPARATOR);
 }
 
 /**
- * The position of each of `channels` that `composite` names. Two listed channels with the same
- * tag (a 32-bit hash) take the entries in list order.
+ * The position of each of `channels` that `composite` names. Should two listed channels ever
+ * share a key, neither takes an entry: both are read from everything retained, which may repeat
+ * messages but never skips one.
  *
  * @throws {@link LongPollError} `invalid_cursor` when `composite` is not one this library made
  */
@@ -35,22 +61,21 @@ export function decodeComposite(composite: Cursor | undefined, channels: readonl
   const positions = new Map<string, Cursor | undefined>();
   for (const channel of channels) positions.set(channel, undefined);
   if (composite === undefined || composite === '') return positions;
-  const byTag = new Map<string, string[]>();
+  // The listed channel of each key; `null` where two share it.
+  const byKey = new Map<string, string | null>();
   for (const channel of channels) {
-    const tag = tagOf(channel);
-    const same = byTag.get(tag);
-    if (same) same.push(channel);
-    else byTag.set(tag, [channel]);
+    const key = keyOf(channel);
+    byKey.set(key, byKey.has(key) ? null : channel);
   }
   for (const entry of composite.split(SEPARATOR)) {
     const dot = entry.indexOf('.');
-    const tag = entry.slice(0, dot);
+    const key = entry.slice(0, dot);
     const cursor = entry.slice(dot + 1);
-    if (dot === -1 || !TAG.test(tag) || cursor === '') {
+    if (dot === -1 || !KEY.test(key) || cursor === '') {
       throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
     }
-    const channel = byTag.get(tag)?.shift();
-    if (channel !== undefined) positions.set(channel, cursor);
+    const channel = byKey.get(key);
+    if (typeof channel === 'string') positions.set(channel, cursor);
   }
   return positions;
 }

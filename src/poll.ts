@@ -145,6 +145,11 @@ export abstract class PollTicket<T = JsonValue> {
   held: HeldPoll | undefined = undefined;
   /** Set by {@link cancel}: the broker checks it after every read, before it holds the poll. */
   cancelled: { readonly reason: unknown } | undefined = undefined;
+  /**
+   * Set by {@link expire} while the poll is not held yet (still reading, or not started): the
+   * broker then answers it as a timeout after its read instead of holding it.
+   */
+  expired = false;
 
   /** The poll's answer. */
   abstract resolve(answer: Answer<T>): void;
@@ -164,8 +169,12 @@ export abstract class PollTicket<T = JsonValue> {
     this.held?.fail(reason);
   }
 
-  /** If the broker holds the poll, answers it now as a timeout (its cursor resumes exactly). */
+  /**
+   * Answers the poll now as a timeout (its cursor resumes exactly) if the broker holds it, or
+   * as soon as its read finds nothing new if it does not hold it yet.
+   */
   expire(): void {
-    this.held?.expire();
+    if (this.held) this.held.expire();
+    else this.expired = true;
   }
 }

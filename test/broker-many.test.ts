@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, MemoryEngine, type PollResult } from '../src/index.js';
+import { Broker, MemoryEngine, type LongPollError, type PollResult } from '../src/index.js';
 import { requiredOnly } from './support/engines.js';
 import { rejection } from './support/expect-error.js';
 
@@ -70,6 +70,73 @@ describe('Broker: many channels in one poll', () => {
     const error = await rejection(b.readMany(['a', 'b'], { cursor: start.cursor }), 'cursor_expired');
     const resumed = await b.readMany(['a', 'b'], { cursor: error.earliestCursor! });
     expect(data(resumed).sort()).toEqual(['a:3', 'a:4', 'a:5', 'b:1']);
+  });
+
+  it.each([
+    ['every engine member', () => new MemoryEngine({ capacity: 3 })],
+    // Without Batch.cursors, a channel cut short by the limit is read again for its cursor.
+    ['the required members only', () => requiredOnly(new MemoryEngine({ capacity: 3 }))],
+  ])('answers a composite cursor_expired when a publish evicts during the reads of a channel cut short by the limit (%s)', async (_, engine) => {
+    const b = broker({ engine: engine() });
+    const first = await b.readMany(['a', 'b']);
+    for (let i = 0; i < 3; i++) await b.publish('a', i);
+    await b.publish('b', 0);
+    // a has 3 for a share of 1; this publish evicts a:0 before a can be read again for its cursor.
+    const read = b.readMany(['a', 'b'], { cursor: first.cursor, limit: 2 });
+    const published = b.publish('a', 3);
+    let seen: string[];
+    let cursor: string;
+    try {
+      // Answered from the first read (the engine gave each message's cursor): a:0 made it.
+      const result = await read;
+      seen = data(result);
+      cursor = result.cursor;
+    } catch (error) {
+      // Or the composite cursor_expired: b keeps its place, a resumes at its oldest.
+      expect(error).toMatchObject({ code: 'cursor_expired' });
+      seen = [];
+      cursor = (error as LongPollError).earliestCursor!;
+    }
+    await published;
+    seen.push(...data(await b.readMany(['a', 'b'], { cursor })));
+    expect(seen.sort()).toEqual(seen.includes('a:0') ? ['a:0', 'a:1', 'a:2', 'a:3', 'b:0'] : ['a:1', 'a:2', 'a:3', 'b:0']);
+  });
+
+  it('tells apart two channels whose 32-bit tags collide, however the list is ordered or shortened', async () => {
+    // c693596 and c1170850 have the same FNV-1a hash, the tag inside the engines' cursors.
+    const [x, y] = ['c693596', 'c1170850'];
+    const b = broker();
+    await b.publish(y, 1);
+    await b.publish(y, 2);
+    await b.publish(x, 1);
+    const first = await b.readMany([x, y], { limit: 2 });
+    expect(data(first).sort()).toEqual([`${x}:1`, `${y}:1`].sort());
+    // Reordered: each channel keeps its own position (y must not take x's, past y:2).
+    expect(data(await b.readMany([y, x], { cursor: first.cursor }))).toEqual([`${y}:2`]);
+    // Shortened to y: x's entry is dropped, not given to y.
+    expect(data(await b.readMany([y], { cursor: first.cursor }))).toEqual([`${y}:2`]);
+  });
+
+  // Known gap: a listed channel that the cursor does not name yet and that got none of the limit
+  // (the other channels took it) stays unnamed in the next cursor, so it is read from everything
+  // retained again; if its oldest message is evicted in between, that message is skipped without
+  // a cursor_expired. Naming it at the position before its oldest retained message needs an engine
+  // member that the Engine contract does not have (a cursor before the first retained message).
+  it.fails('never skips the oldest message of a listed channel that got none of the limit when it is evicted', async () => {
+    const b = broker({ capacity: 3 });
+    await b.publish('a', 0);
+    await b.publish('b', 0);
+    const first = await b.readMany(['b', 'a'], { limit: 1 });
+    expect(data(first)).toEqual(['b:0']);
+    for (let i = 1; i <= 3; i++) await b.publish('a', i); // a:0 is evicted
+    let resumed: PollResult<unknown> | undefined;
+    try {
+      resumed = await b.readMany(['b', 'a'], { cursor: first.cursor });
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'cursor_expired' }); // acceptable: told
+      return;
+    }
+    expect(data(resumed)).toEqual(['a:0', 'a:1', 'a:2', 'a:3']); // a silent gap: a:1, a:2, a:3
   });
 
   it('holds one poll for all its channels until a publish on any of them', async () => {

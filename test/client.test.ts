@@ -179,6 +179,34 @@ describe.each(ADAPTERS)('the client against the %s adapter', (adapter) => {
     expect(sub.closed).toBe(false);
   });
 
+  it('follows many channels in one poll with the channels option, and keeps its cursor when the list changes', async () => {
+    const broker = new Broker<string>();
+    const server = await serve(adapter, broker);
+    await broker.publish('room:1', 'r1');
+    await broker.publish('presence:1', 'p1');
+    const prefix = `${server.origin}/channels`;
+    const first = track(subscribe<string>(prefix, { channels: ['room:1', 'presence:1'], wait: 5000 }));
+    const seen: string[] = [];
+    first.on('message', (m) => seen.push(`${m.channel}=${m.data}`));
+    await until(() => seen.length === 2 && broker.stats().waiters === 1, 2000, 'the backlog, then one held poll');
+    await broker.publish('presence:1', 'p2');
+    await until(() => seen.length === 3);
+    expect(seen.sort()).toEqual(['presence:1=p1', 'presence:1=p2', 'room:1=r1']);
+    // (Express has rewritten req.url to its mount point before this log sees it: no pathname check.)
+    expect(server.requests.map((r) => r.url.searchParams.get('channels'))).toEqual(server.requests.map(() => 'room:1,presence:1'));
+    first.close();
+    await until(() => broker.stats().waiters === 0, 1000, 'the poll released');
+    // The same cursor with another list: room:1 goes on after r1, news:1 is read from the start.
+    await broker.publish('room:1', 'r2');
+    await broker.publish('news:1', 'n1');
+    const second = track(subscribe<string>(prefix, { channels: ['room:1', 'news:1'], cursor: first.cursor, wait: 5000 }));
+    const next: string[] = [];
+    second.on('message', (m) => next.push(`${m.channel}=${m.data}`));
+    await until(() => next.length === 2);
+    await delay(50);
+    expect(next.sort()).toEqual(['news:1=n1', 'room:1=r2']);
+  });
+
   it('leaves no request, waiter or socket held on the server after close()', async () => {
     const broker = new Broker<number>();
     const server = await serve(adapter, broker);

@@ -1,12 +1,11 @@
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter } from '../src/index.js';
 import { longPoll } from '../src/adapters/node.js';
 import { eventually, stillPending } from './examples/held-poll.js';
-import { findNginx, startNginx, type NginxSite, type RunningNginx } from './support/nginx.js';
+import { findNginx, readmeSite, startNginx, type RunningNginx } from './support/nginx.js';
 
 const nginxBinary = findNginx();
 if (!nginxBinary) {
@@ -17,22 +16,6 @@ if (!nginxBinary) {
 
 /** The longest wait the server grants, in ms (the adapters' default `maxWait`). */
 const MAX_WAIT = 55_000;
-
-/**
- * The README's nginx snippet, with the upstream pointed at `port`: its `upstream` block goes
- * into nginx's `http` context and its `location` block into a `server`. Nothing else changes.
- */
-async function readmeSite(port: number): Promise<NginxSite & { readonly snippet: string }> {
-  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
-  const snippet = /<!-- nginx-snippet[^>]*-->\n```nginx\n([\s\S]*?)\n```\n<!-- \/nginx-snippet -->/.exec(readme)?.[1];
-  if (snippet === undefined) throw new Error('README.md has no ```nginx block between <!-- nginx-snippet --> markers');
-  const upstream = /^upstream\s+\S+\s*\{[\s\S]*?^\}/m.exec(snippet)?.[0];
-  const location = /^location\s[^{]*\{[\s\S]*?^\}/m.exec(snippet)?.[0];
-  if (!upstream || !location) throw new Error(`The README's nginx snippet needs an upstream and a location block:\n${snippet}`);
-  const servers = upstream.match(/^\s*server\s+127\.0\.0\.1:\d+;/gm) ?? [];
-  if (servers.length !== 1) throw new Error(`The README's upstream should name one server 127.0.0.1:PORT:\n${upstream}`);
-  return { snippet, http: upstream.replace(/(server\s+127\.0\.0\.1:)\d+;/, `$1${port};`), server: location };
-}
 
 /** Seconds of a directive such as `proxy_read_timeout 65s;` (nginx's units s and m). */
 function seconds(snippet: string, directive: string): number {

@@ -20,6 +20,7 @@ export const FILES = [
   'freeze.js',
   'answer-bytes.js',
   'jitter-steps.js',
+  'many-wake.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));

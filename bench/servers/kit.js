@@ -15,5 +15,7 @@ export function start() {
     held: () => broker.stats().waiters,
     /** @param {unknown} data */
     publish: (data) => broker.publish('bench', /** @type {import('longpoll-kit').JsonValue} */ (data)),
+    /** Publishes on another channel (bench/many.js publishes on every channel of its clients). @param {string} channel @param {unknown} data */
+    publishOn: (channel, data) => broker.publish(channel, /** @type {import('longpoll-kit').JsonValue} */ (data)),
   };
 }

@@ -1,8 +1,13 @@
 /** A request's own signal: aborted by its parent (the subscription closing) or by its deadline. */
 export interface RequestDeadline {
   readonly signal: AbortSignal;
-  /** Replaces the deadline by one `ms` from now (the body made progress: give it more time). */
-  extend(ms: number): void;
+  /**
+   * Replaces the deadline by one `ms` from now (the body made progress: give it more time);
+   * `what` says what a timeout then means.
+   */
+  extend(ms: number, what?: string): void;
+  /** Stops the clock until the next `extend` (the client itself stopped reading, on purpose). */
+  suspend(): void;
   /**
    * Clears the timer and detaches from the parent, so nothing outlives the request; aborts the
    * request too, which frees its connection if the answer was not read to the end.
@@ -15,11 +20,11 @@ export interface RequestDeadline {
  * `AbortSignal.timeout` would do the combining, but the timeout's timer cannot be cleared and
  * `any` keeps the parent's listener until garbage collection.
  */
-export function requestDeadline(parent: AbortSignal, ms: number): RequestDeadline {
+export function requestDeadline(parent: AbortSignal, ms: number, what = 'No answer'): RequestDeadline {
   const controller = new AbortController();
   const arm = (limit: number, what: string) =>
     setTimeout(() => controller.abort(new DOMException(`${what} within ${limit} ms`, 'TimeoutError')), limit);
-  let timer = arm(ms, 'No answer');
+  let timer = arm(ms, what);
   const onAbort = () => {
     clearTimeout(timer);
     controller.abort(parent.reason);
@@ -28,10 +33,13 @@ export function requestDeadline(parent: AbortSignal, ms: number): RequestDeadlin
   else parent.addEventListener('abort', onAbort, { once: true });
   return {
     signal: controller.signal,
-    extend(limit) {
+    extend(limit, stalled = 'The answer stalled: no progress') {
       if (controller.signal.aborted) return;
       clearTimeout(timer);
-      timer = arm(limit, 'The answer stalled: no progress');
+      timer = arm(limit, stalled);
+    },
+    suspend() {
+      clearTimeout(timer);
     },
     release() {
       clearTimeout(timer);

@@ -2,8 +2,10 @@
  * A long-polling subscriber for browsers and Node: it resumes from the last cursor, backs off
  * with full jitter, honours `Retry-After`, rehydrates after `cursor_expired`, drops messages it
  * already delivered, and reads as an async iterator with backpressure. A broken or hostile
- * server cannot make it poll in a tight loop or read more than `maxBodyBytes` of one answer. It imports nothing
- * Node-only, so the built file loads in a browser as an ES module, without a bundler.
+ * server cannot make it poll in a tight loop or read more than `maxBodyBytes` of one answer. It
+ * follows one channel or many in one request (`channels`), by long polling or as a Server-Sent
+ * Events stream read through `fetch` (`transport: 'sse'`). It imports nothing Node-only, so the
+ * built file loads in a browser as an ES module, without a bundler.
  *
  * @example
  * ```ts
@@ -27,7 +29,9 @@ export { Subscription, type ResetEvent, type SubscriptionEvents } from './subscr
 export { SubscriptionError } from './subscription-error.js';
 
 /**
- * Subscribes to a channel's URL (`{origin}{prefix}/{channel}`) and starts polling at once.
+ * Subscribes to a channel's URL (`{origin}{prefix}/{channel}`), or with the `channels` option
+ * to the prefix's URL (`{origin}{prefix}`), and starts polling (or streaming, with
+ * `transport: 'sse'`) at once.
  * Throws `LongPollError` with code `invalid_option` for an option that cannot work, or a URL
  * that is not one (outside a browser, a relative URL).
  *

@@ -43,8 +43,43 @@ export interface BackoffOptions {
  */
 export interface SubscribeOptions {
   /**
+   * Follow many channels over one connection (`GET {prefix}?channels=a,b`). The `url` given to
+   * {@link subscribe} is then the prefix's (`https://example.test/channels`), not a channel's,
+   * and must not list channels itself. The cursor stays opaque (one composite cursor for all
+   * the channels), each message names its `channel`, and a later subscription may list other
+   * channels with the same cursor: the server reads a channel the cursor does not name from
+   * everything retained, and drops one no longer listed. Names must be distinct, non-empty and
+   * without `,`; the server checks them against its pattern and its `maxChannels` (32 by
+   * default) and answers `400 invalid_channels` otherwise (fatal).
+   * @default undefined (the URL is one channel's)
+   */
+  channels?: readonly string[];
+  /**
+   * How messages arrive:
+   * - `'poll'`: long polling, one request per answer (works through every proxy and cache);
+   * - `'sse'`: one long `GET` with `Accept: text/event-stream` (Server-Sent Events), read through
+   *   `fetch` as a stream, so `headers` and a custom `fetch` work as for polling, in browsers
+   *   and in Node. The same URL, cursor and events; the server's `retry:` is the delay before
+   *   reconnecting after the stream ends, and every reconnect resumes with `Last-Event-ID: <cursor>`.
+   *   `wait` and `limit` are for polling only; `maxBodyBytes` bounds one event, and
+   *   `idleTimeout` bounds a silence.
+   * @default 'poll'
+   */
+  transport?: 'poll' | 'sse';
+  /**
+   * With `transport: 'sse'`: how long the stream may bring no byte at all (not even the
+   * server's `: ping` comment, sent every 15 s by default) before the client takes the
+   * connection for dead, aborts it and reconnects from its cursor (an `error` with code
+   * `idle_timeout`, not fatal). A few heartbeats long, so one late ping is not a reconnect.
+   * Also bounds the wait for the answer's headers. While the iterator's buffer is full the
+   * client reads nothing, on purpose, and this clock is stopped. Must be > 0.
+   * @default 45_000
+   */
+  idleTimeout?: number;
+  /**
    * Resume just after this cursor (one a previous subscription's `cursor` gave you). Without
-   * one, the server first sends everything it retains on the channel.
+   * one, the server first sends everything it retains on the channel (or channels). Polls send
+   * it as `?cursor=`, a stream (`transport: 'sse'`) as `Last-Event-ID`.
    * @default undefined
    */
   cursor?: Cursor;
@@ -72,7 +107,9 @@ export interface SubscribeOptions {
   limit?: number;
   /**
    * The most bytes the client reads of one answer's body (counted as they arrive, before
-   * decoding). Past it the client stops reading and cancels the answer, so a server that sends
+   * decoding); with `transport: 'sse'`, of one event (the line being read plus the event's
+   * data so far: an endless line or an event that never ends is cut there, `error` with code
+   * `event_too_large`, not fatal, and the client reconnects after a backoff step). Past it the client stops reading and cancels the answer, so a server that sends
    * an endless or huge body costs it at most this much memory. A poll answer that does not fit
    * is asked for again at once with half the `limit` (100, 50, 25, …, 1); when even one message
    * does not fit, `error` fires with code `answer_too_large` (not fatal) and the client backs
@@ -96,8 +133,8 @@ export interface SubscribeOptions {
    */
   fetch?: Fetch;
   /**
-   * Headers sent with every poll, or a function called before each poll (for a token that
-   * changes).
+   * Headers sent with every poll (or stream, with `transport: 'sse'`), or a function called
+   * before each request (for a token that changes).
    * @default undefined
    */
   headers?: HeadersInput | (() => HeadersInput);
@@ -137,6 +174,9 @@ export interface SubscribeOptions {
 
 /** Every option resolved to its value or default. */
 export interface ResolvedOptions {
+  readonly channels: readonly string[] | undefined;
+  readonly transport: 'poll' | 'sse';
+  readonly idleTimeout: number;
   readonly cursor: Cursor | undefined;
   readonly wait: number;
   readonly limit: number;
@@ -162,6 +202,10 @@ const MAX_TIMER = 2 ** 31 - 1;
 export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
   const { cursor, wait = DEFAULT_WAIT, limit = DEFAULT_LIMIT, maxBodyBytes = 8_388_608, timeoutMargin = 5_000, fetch, headers, signal, bufferSize = 100 } = options;
   const { initial = 1_000, max = 30_000 } = options.backoff ?? {};
+  const { channels, transport = 'poll', idleTimeout = 45_000 } = options;
+  checkChannels(channels);
+  check(transport === 'poll' || transport === 'sse', 'transport', "'poll' or 'sse'", transport);
+  check(Number.isFinite(idleTimeout) && idleTimeout > 0 && idleTimeout <= MAX_TIMER, 'idleTimeout', `a number of milliseconds > 0 and <= ${MAX_TIMER}`, idleTimeout);
   check(cursor === undefined || typeof cursor === 'string', 'cursor', 'a string', cursor);
   check(isDuration(wait), 'wait', 'a number of milliseconds >= 0', wait);
   check(Number.isSafeInteger(limit) && limit >= 1, 'limit', 'a positive integer', limit);
@@ -171,5 +215,17 @@ export function resolveOptions(options: SubscribeOptions): ResolvedOptions {
   check(Number.isFinite(initial) && initial > 0, 'backoff.initial', 'a number of milliseconds > 0', initial);
   check(Number.isFinite(max) && max >= initial && max <= MAX_TIMER, 'backoff.max', `a number of milliseconds >= backoff.initial and <= ${MAX_TIMER}`, max);
   check(Number.isSafeInteger(bufferSize) && bufferSize >= 1, 'bufferSize', 'a positive integer', bufferSize);
-  return { cursor, wait, limit: Math.min(limit, MAX_LIMIT), maxBodyBytes, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
+  return { channels: channels && [...channels], transport, idleTimeout, cursor, wait, limit: Math.min(limit, MAX_LIMIT), maxBodyBytes, timeoutMargin, fetch, headers, signal, backoff: { initial, max }, bufferSize };
+}
+
+/** A list the server can take: anything else would only come back as `400 invalid_channels`. */
+function checkChannels(channels: unknown): void {
+  if (channels === undefined) return;
+  check(Array.isArray(channels) && channels.length > 0, 'channels', 'a non-empty array of channel names', channels);
+  const seen = new Set<string>();
+  for (const channel of channels as unknown[]) {
+    check(typeof channel === 'string' && channel !== '' && !channel.includes(','), 'channels', 'names that are non-empty strings without ","', channel);
+    check(!seen.has(channel as string), 'channels', 'distinct names', channel);
+    seen.add(channel as string);
+  }
 }

@@ -12,7 +12,10 @@ export class SubscriptionError extends Error {
    * of the client's own: `'answer_too_large'` (even one message's answer passed
    * `maxBodyBytes`), `'too_many_messages'` (more messages than the poll's `limit`),
    * `'no_progress'` (only messages already delivered, and the cursor did not move),
-   * `'listener_error'` (a listener threw).
+   * `'listener_error'` (a listener threw); with `transport: 'sse'`, `'event_too_large'` (one
+   * event passed `maxBodyBytes`), `'idle_timeout'` (no byte for `idleTimeout`),
+   * `'not_event_stream'` (a 200 of another type), `'invalid_event'` (a message event whose
+   * data is not a message).
    */
   readonly code: string | undefined;
   /** Whether the subscription closes because of it. */

@@ -1,5 +1,4 @@
 import type { Cursor, JsonValue, Message } from '../engine.js';
-import { LongPollError } from '../errors.js';
 import { hasBody, readAnswer, type PollOutcome } from './answer.js';
 import { Backoff } from './backoff.js';
 import { requestDeadline } from './deadline.js';
@@ -8,7 +7,9 @@ import { MessageQueue } from './message-queue.js';
 import { resolveOptions, type HeadersInput, type ResolvedOptions, type SubscribeOptions } from './options.js';
 import { RecentIds } from './recent-ids.js';
 import { readText } from './response-text.js';
+import { readStream, type StreamOutcome } from './stream.js';
 import { SubscriptionError } from './subscription-error.js';
+import { appendQuery, subscriptionUrl } from './url.js';
 
 /** What a `reset` event carries. */
 export interface ResetEvent {
@@ -64,6 +65,11 @@ const EARLY_ANSWER_MAX = 1000;
  * early come at most 20 times a second.
  */
 const EARLY_ANSWER_MIN = 50;
+/**
+ * An event stream open at least this long ran well: its end or failure starts the backoff
+ * afresh. One that ends sooner, each time, is a server that does not hold streams.
+ */
+const HEALTHY_STREAM = 1000;
 
 /** Waits `ms`, or less if `signal` aborts; never rejects, and leaves no timer once aborted. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -80,7 +86,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * A live subscription to one channel: listen with {@link Subscription.on}, or read it with
+ * A live subscription to one channel, or to many (the `channels` option): listen with {@link Subscription.on}, or read it with
  * `for await`. Created by {@link subscribe}, which starts polling at once.
  *
  * What the iterator sees: the subscription buffers every message (up to `bufferSize`; when the
@@ -102,7 +108,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * @typeParam T - the messages' `data`
  */
 export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
-  readonly #url: URL;
+  /** The URL every request starts from (with `?channels=` when the option lists them). */
+  readonly #url: string;
   readonly #options: ResolvedOptions;
   readonly #events = new Emitter<SubscriptionEvents<T>>((error, event) => this.#listenerThrew(error, event));
   readonly #stop = new AbortController();
@@ -123,11 +130,13 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   #resetting = false;
   #closed = false;
   #fatal: SubscriptionError | undefined;
+  /** The last `retry:` of an event stream: the delay before reconnecting after a normal end. */
+  #retry: number | undefined;
 
   /** @internal Use {@link subscribe}. */
   constructor(url: string | URL, options: SubscribeOptions = {}) {
     this.#options = resolveOptions(options);
-    this.#url = resolveUrl(url);
+    this.#url = subscriptionUrl(url, this.#options.channels);
     this.#cursor = this.#options.cursor;
     this.#queue = new MessageQueue<Message<T>>(this.#options.bufferSize);
     this.#backoff = new Backoff(this.#options.backoff.initial, this.#options.backoff.max);
@@ -142,7 +151,8 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   }
 
   /**
-   * The cursor just after the last batch delivered (or the one the subscription started from):
+   * The cursor just after the last batch delivered (or the one the subscription started from;
+   * with `transport: 'sse'`, the last `id:` the stream sent, at the latest after its event):
    * keep it to resume later with `subscribe(url, { cursor })`. It moves once a whole batch was
    * emitted, so inside a `message` listener it is still the previous batch's cursor; save it
    * from the `cursor` event instead.
@@ -225,8 +235,13 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     }
   }
 
+  /** One request and what it brings; returns how long to wait before the next one, if at all. */
+  #step(): Promise<number | undefined> {
+    return this.#options.transport === 'sse' ? this.#streamStep() : this.#pollStep();
+  }
+
   /** One poll and what its answer says; returns how long to wait before the next one, if at all. */
-  async #step(): Promise<number | undefined> {
+  async #pollStep(): Promise<number | undefined> {
     // The first poll, and the first after a failure, asks for an answer at once: `open` then
     // says promptly that the server is reachable (and the backlog is in), instead of after a
     // whole wait on a quiet channel. Every poll after a success is held.
@@ -238,11 +253,7 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     try {
       outcome = await this.#poll(wait, limit);
     } catch (error) {
-      if (this.#closed) return;
-      this.#connected = false;
-      const retryIn = this.#backoff.next();
-      this.#events.emit('error', new SubscriptionError(`The poll failed: ${describe(error)}`, { fatal: false, retryIn, cause: error }));
-      return retryIn;
+      return this.#networkError('The poll failed', error);
     }
     if (this.#closed) return;
     if (outcome.kind === 'oversized') {
@@ -257,35 +268,10 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       const message = 'The server sent only messages already delivered, without moving the cursor';
       outcome = { kind: 'failure', message, status: 200, code: 'no_progress', fatal: false, retryAfter: undefined };
     }
-    if (outcome.kind === 'failure') {
-      const { message, status, code, fatal, retryAfter } = outcome;
-      if (fatal) {
-        this.#fail(new SubscriptionError(message, { status, code, fatal }));
-        return;
-      }
-      this.#connected = false;
-      // A Retry-After is honoured, within bounds: never below the next backoff step (a `0` or a
-      // past date must not make a retry loop), never above backoff.max.
-      const step = this.#backoff.next();
-      const retryIn = retryAfter === undefined ? step : Math.min(Math.max(retryAfter, step), this.#options.backoff.max);
-      this.#events.emit('error', new SubscriptionError(message, { status, code, fatal, retryIn }));
-      return retryIn;
-    }
-    if (!this.#connected) {
-      this.#connected = true;
-      this.#events.emit('open');
-      if (this.#closed) return;
-    }
-    if (outcome.kind === 'reset') {
-      const again = this.#resetting;
-      this.#resetting = true;
-      this.#cursor = outcome.earliestCursor;
-      this.#events.emit('reset', { earliestCursor: outcome.earliestCursor });
-      if (outcome.earliestCursor !== undefined && !this.#closed) this.#events.emit('cursor', outcome.earliestCursor);
-      // A reset right after a reset means the server rejects its own earliest cursor: back
-      // off rather than ask again at network speed.
-      return again ? this.#backoff.next() : undefined;
-    }
+    if (outcome.kind === 'failure') return this.#failed(outcome);
+    this.#opened();
+    if (this.#closed) return;
+    if (outcome.kind === 'reset') return this.#resetTo(outcome.earliestCursor);
     this.#resetting = false;
     if (outcome.messages.length < limit) this.#limitCap = undefined;
     for (const message of outcome.messages) {
@@ -296,10 +282,7 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     // Only after the whole batch: if a listener closed the subscription mid-batch, resuming
     // from `cursor` repeats a few messages rather than skipping the rest of the batch. A timeout
     // without a readable cursor (a 204/304 whose header CORS hides) keeps the current one.
-    if (outcome.cursor !== undefined && outcome.cursor !== this.#cursor) {
-      this.#cursor = outcome.cursor;
-      this.#events.emit('cursor', outcome.cursor);
-    }
+    if (outcome.cursor !== undefined) this.#moveCursor(outcome.cursor);
     if (outcome.timedOut) {
       // Short polling: an empty answer at once is what was asked for; the interval bounds the rate.
       if (this.#options.wait === 0) {
@@ -325,15 +308,14 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   /** One request, bounded by its own deadline and by `close()`. */
   async #poll(wait: number, limit: number): Promise<PollOutcome<T>> {
     const { maxBodyBytes, timeoutMargin, headers } = this.#options;
-    const url = new URL(this.#url);
-    if (this.#cursor !== undefined) url.searchParams.set('cursor', this.#cursor);
-    url.searchParams.set('wait', String(Math.round(wait) / 1000));
-    url.searchParams.set('limit', String(limit));
+    const query: [string, string][] = this.#cursor === undefined ? [] : [['cursor', this.#cursor]];
+    query.push(['wait', String(Math.round(wait) / 1000)], ['limit', String(limit)]);
+    const url = appendQuery(this.#url, query);
     // Read at call time, so a fetch installed after subscribe() (a polyfill, a test) is used.
     const fetcher = this.#options.fetch ?? globalThis.fetch;
     const deadline = requestDeadline(this.#stop.signal, wait + timeoutMargin);
     try {
-      const response = await fetcher(url.href, {
+      const response = await fetcher(url, {
         headers: { accept: 'application/json', ...toRecord(typeof headers === 'function' ? headers() : headers) },
         signal: deadline.signal,
         cache: 'no-store',
@@ -348,6 +330,126 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     } finally {
       deadline.release();
     }
+  }
+
+  /**
+   * One event stream, from connecting to its end; returns how long to wait before reconnecting.
+   * It resumes with `Last-Event-ID` only, not `?cursor=` too: that is where the server looks
+   * first and what every SSE server and proxy knows, the URL stays the same for every
+   * reconnect, and one request never carries two positions that could disagree.
+   */
+  async #streamStep(): Promise<number | undefined> {
+    const { idleTimeout, maxBodyBytes, headers, backoff } = this.#options;
+    let openedAt: number | undefined;
+    let outcome: StreamOutcome;
+    try {
+      outcome = await readStream<T>(
+        {
+          url: this.#url,
+          fetch: this.#options.fetch ?? globalThis.fetch,
+          headers: toRecord(typeof headers === 'function' ? headers() : headers),
+          cursor: this.#cursor,
+          idleTimeout,
+          maxEventBytes: maxBodyBytes,
+          signal: this.#stop.signal,
+        },
+        {
+          open: () => {
+            openedAt = Date.now();
+            this.#resetting = false;
+            this.#opened();
+          },
+          message: (message, cursor) => {
+            if (this.#closed) return;
+            this.#deliver(message);
+            if (cursor !== undefined && !this.#closed) this.#moveCursor(cursor);
+          },
+          reset: (earliestCursor) => {
+            if (!this.#closed) this.#applyReset(earliestCursor);
+          },
+          cursor: (cursor) => {
+            if (!this.#closed) this.#moveCursor(cursor);
+          },
+          retry: (ms) => (this.#retry = ms),
+          room: () => (this.#queue && this.#queue.free <= 0 ? this.#queue.room() : undefined),
+          closed: () => this.#closed,
+        },
+      );
+    } catch (error) {
+      // A stream that ran well before it broke starts the backoff afresh; one that breaks at
+      // once, every time, climbs it.
+      if (openedAt !== undefined && Date.now() - openedAt >= HEALTHY_STREAM) this.#backoff.reset();
+      const idle = error instanceof DOMException && error.name === 'TimeoutError' && openedAt !== undefined;
+      return this.#networkError('The stream failed', error, idle ? 'idle_timeout' : undefined);
+    }
+    if (this.#closed) return;
+    if (outcome.kind === 'failure') return this.#failed(outcome);
+    if (outcome.kind === 'reset') {
+      this.#opened();
+      return this.#closed ? undefined : this.#resetTo(outcome.earliestCursor);
+    }
+    // A normal end: the server's `retry:` (within backoff.max), but a stream that ends soon
+    // after it opened, again and again, climbs the backoff, so no server makes a tight loop.
+    const retry = Math.min(this.#retry ?? backoff.initial, backoff.max);
+    if (openedAt !== undefined && Date.now() - openedAt >= HEALTHY_STREAM) {
+      this.#backoff.reset();
+      return retry;
+    }
+    return Math.min(Math.max(retry, this.#backoff.next(), backoff.initial), backoff.max);
+  }
+
+  /** A request that brought no answer (a network error, a deadline): retried after a backoff step. */
+  #networkError(what: string, error: unknown, code?: string): number | undefined {
+    if (this.#closed) return;
+    this.#connected = false;
+    const retryIn = this.#backoff.next();
+    this.#events.emit('error', new SubscriptionError(`${what}: ${describe(error)}`, { code, fatal: false, retryIn, cause: error }));
+    return retryIn;
+  }
+
+  /** An answer that is a failure: fatal, or retried after a backoff step or the server's `Retry-After`. */
+  #failed(outcome: Extract<PollOutcome<T>, { kind: 'failure' }>): number | undefined {
+    const { message, status, code, fatal, retryAfter } = outcome;
+    if (fatal) {
+      this.#fail(new SubscriptionError(message, { status, code, fatal }));
+      return;
+    }
+    this.#connected = false;
+    // A Retry-After is honoured, within bounds: never below the next backoff step (a `0` or a
+    // past date must not make a retry loop), never above backoff.max.
+    const step = this.#backoff.next();
+    const retryIn = retryAfter === undefined ? step : Math.min(Math.max(retryAfter, step), this.#options.backoff.max);
+    this.#events.emit('error', new SubscriptionError(message, { status, code, fatal, retryIn }));
+    return retryIn;
+  }
+
+  /** The server answered: `open`, unless the last request succeeded too. */
+  #opened(): void {
+    if (this.#connected) return;
+    this.#connected = true;
+    this.#events.emit('open');
+  }
+
+  /** A 410: resume from `earliestCursor`; returns the delay before the next request. */
+  #resetTo(earliestCursor: Cursor | undefined): number | undefined {
+    const again = this.#resetting;
+    this.#resetting = true;
+    this.#applyReset(earliestCursor);
+    // A reset right after a reset means the server rejects its own earliest cursor: back
+    // off rather than ask again at network speed.
+    return again ? this.#backoff.next() : undefined;
+  }
+
+  #applyReset(earliestCursor: Cursor | undefined): void {
+    this.#cursor = earliestCursor;
+    this.#events.emit('reset', { earliestCursor });
+    if (earliestCursor !== undefined && !this.#closed) this.#events.emit('cursor', earliestCursor);
+  }
+
+  #moveCursor(cursor: Cursor): void {
+    if (cursor === this.#cursor) return;
+    this.#cursor = cursor;
+    this.#events.emit('cursor', cursor);
   }
 
   #deliver(message: Message<T>): void {
@@ -381,17 +483,6 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
     this.#fatal = error;
     this.#events.emit('error', error);
     this.close();
-  }
-}
-
-/** A relative URL is resolved against the page in a browser; elsewhere it must be absolute. */
-function resolveUrl(url: string | URL): URL {
-  const base = (globalThis as { location?: { href: string } }).location?.href;
-  try {
-    return new URL(url, base);
-  } catch (error) {
-    const hint = base === undefined ? ' (outside a browser it must be absolute, e.g. http://127.0.0.1:3000/channels/room)' : '';
-    throw new LongPollError('invalid_option', `subscribe url ${String(url)} is not a valid URL${hint}`, { cause: error });
   }
 }
 

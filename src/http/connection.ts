@@ -60,23 +60,34 @@ export interface NodeResponse {
   /** A header set on the response. */
   getHeader(name: string): unknown;
   /** Adds a listener. */
-  on(event: 'finish' | 'drain', listener: (this: NodeResponse) => void): unknown;
+  on(event: 'finish', listener: (this: NodeResponse) => void): unknown;
+  /** Adds a listener called once. */
+  once(event: 'drain', listener: () => void): unknown;
 }
 
-/** An event stream's writes on Node's response; `drain` reads on. */
+/**
+ * An event stream's writes on Node's response. Listeners are added only when needed (`drain`
+ * after a write the socket could not take, `finish` when the stream ends): an open stream costs
+ * no listener arrays on its response.
+ */
 class NodeStreamSink implements StreamSink {
+  #onDrain: (() => void) | undefined;
+
   constructor(
     readonly response: NodeResponse,
     readonly stream: EventStream,
-  ) {
-    response.on('drain', () => stream.drained());
-  }
+  ) {}
 
   send(chunk: Uint8Array): boolean {
-    return this.response.write(chunk);
+    if (this.response.write(chunk)) return true;
+    this.#onDrain ??= () => this.stream.drained();
+    this.response.once('drain', this.#onDrain);
+    return false;
   }
 
   end(): void {
+    // The lease goes back once the end has been handed to the socket.
+    this.response.on('finish', onFinish);
     this.response.end();
   }
 
@@ -247,9 +258,10 @@ export function writeAnswer(response: NodeResponse, answer: PollResponse, sendTi
   const tracked = response as TrackedResponse;
   const exchange = tracked[exchangeOf];
   if (!exchange) return;
-  if (exchange.lease !== undefined || tracked[unsentOf] || answer.stream) {
-    // A lease is released, a waiting answer's clock stopped and a stream stopped, once the
-    // answer has left.
+  // A stream ends its exchange when it ends (see NodeStreamSink), or with the connection.
+  if (answer.stream) return;
+  if (exchange.lease !== undefined || tracked[unsentOf]) {
+    // A lease is released, and a waiting answer's clock stopped, once the answer has left.
     response.on('finish', onFinish);
     return;
   }

@@ -66,7 +66,6 @@ export class Exchange extends PollTicket<unknown> {
   /** The event stream, when the request asked for one: it ends with the exchange. */
   stream: EventStream | undefined = undefined;
   #state: ResponseSink | typeof WRITTEN | typeof ENDED;
-  #expired = false;
 
   constructor(
     sink: ResponseSink,
@@ -100,18 +99,11 @@ export class Exchange extends PollTicket<unknown> {
 
   /**
    * Answers a held poll now as a timeout, or ends an event stream normally: a request pipelined
-   * behind it is waiting. Before the poll or stream has started (while `authorize` runs) it is
-   * remembered in {@link expired}, and the poll answers at once, or the stream ends at once.
+   * behind it is waiting.
    */
   override expire(): void {
-    this.#expired = true;
     if (this.stream) this.stream.finish();
     else super.expire();
-  }
-
-  /** Whether a request pipelined behind this one is waiting (see {@link expire}). */
-  get expired(): boolean {
-    return this.#expired;
   }
 
   /** Writes the answer, once; nothing after the exchange ended. */

@@ -143,15 +143,12 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       const stream = new EventStream(broker as Broker<unknown>, channel, cursor, params.limit, settings, Math.min(settings.heartbeat, transport));
       exchange.stream = stream;
       exchange.write(streamResponse(stream));
-      // A request was pipelined behind this one while `authorize` ran: it must not wait behind a
-      // stream for `maxStream`. The stream ends as it would have had it started already.
+      // A request was pipelined behind this one while `authorize` ran: it must not wait.
       if (exchange.expired) stream.finish();
       return;
     }
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;
-    // Likewise a poll answers at once, as the timeout it would have been answered with.
-    const wait = exchange.expired ? 0 : jitter(params.wait);
-    const pollOptions: PollOptions = { cursor, wait, limit: params.limit, firstMessage: settings.firstMessage };
+    const pollOptions: PollOptions = { cursor, wait: jitter(params.wait), limit: params.limit, firstMessage: settings.firstMessage };
     broker[startPoll](channel, pollOptions, exchange);
   }
 

@@ -80,3 +80,71 @@ const method = fc.constantFrom('GET', 'GET', 'GET', 'POST', 'POST', 'PUT', 'DELE
 
 /** One random request: method, path below or around PREFIX, query, Prefer, Content-Type, body. */
 export const request = fc.record({ method, path, query, prefer, contentType, body });
+
+/** A channel of a `?channels=` list, as sent: mostly valid names, some hostile ones. */
+const listed = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('room:1', 'a', 'b', 'c', '__proto__', 'constructor', 'toString') },
+  { weight: 2, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.:-]{1,12}$/) },
+  fc.constantFrom('', '%2C', 'a%2Cb', '%ZZ', '%00', 'a%20b', '%E9', '%C3%A9', '%252C', 'x'.repeat(201), 'room%3A1', '..', '~', 'a.b'),
+  fc.string({ maxLength: 12 }).map(encodeURIComponent),
+);
+
+/** The value of `channels`: lists with duplicates and empty elements, and lists too long. */
+const channelsValue = fc.oneof(
+  // Lists the server accepts, so that cursors are put to the test too.
+  { weight: 6, arbitrary: fc.shuffledSubarray(['room:1', 'a', 'b', 'c', '__proto__'], { minLength: 1 }).map((names) => names.join(',')) },
+  { weight: 6, arbitrary: fc.array(listed, { minLength: 1, maxLength: 6 }).map((names) => names.join(',')) },
+  // A duplicate, as sent or encoded differently.
+  { weight: 1, arbitrary: fc.array(listed, { minLength: 1, maxLength: 4 }).map((names) => [...names, names[0]!].join(',')) },
+  { weight: 1, arbitrary: fc.constantFrom('room%3A1,room:1', 'a,A', ',', ',a', 'a,', 'a,,b', '', '%2C', 'a%2C') },
+  // Around the default maxChannels (32).
+  { weight: 1, arbitrary: fc.integer({ min: 30, max: 40 }).map((n) => Array.from({ length: n }, (_, i) => `c${i}`).join(',')) },
+  fc.constant(Array.from({ length: 1_000 }, (_, i) => `c${i}`).join(',')),
+);
+
+/**
+ * A `cursor` for a `?channels=` poll, given real cursors the server issued (composite ones of
+ * other lists, single-channel ones, one of another broker): as issued, cut, joined into
+ * composite cursors too long for any list, and garbage in the composite syntax.
+ */
+function manyCursor(issued: readonly string[]): fc.Arbitrary<string | undefined> {
+  const real = fc.constantFrom(...issued);
+  return fc.option(
+    fc.oneof(
+      { weight: 4, arbitrary: real },
+      { weight: 1, arbitrary: fc.tuple(real, fc.nat()).map(([cursor, cut]) => cursor.slice(0, cut % (cursor.length + 1))) },
+      // Up to about 12,000 characters: longer than 32 single cursors, shorter than Node's header limit.
+      { weight: 1, arbitrary: fc.array(real, { minLength: 2, maxLength: 150 }).map((parts) => parts.join('~')) },
+      { weight: 1, arbitrary: fc.constantFrom('', '~', '.', '~~', 'a.', '.a', 'zzzzzzzz_1.x', '1_1.x~', 'garbage', '__proto__.x') },
+      fc.string({ maxLength: 40 }),
+    ),
+    { nil: undefined, freq: 4 },
+  );
+}
+
+/**
+ * One random `GET {prefix}?channels=…` (or `{prefix}/?channels=…`), with a hostile list, a
+ * repeated parameter, and `cursor`s made of `issued` (cursors the server under test issued).
+ */
+export function manyRequest(issued: readonly string[]) {
+  const pairs = fc.tuple(
+    fc.oneof({ weight: 8, arbitrary: channelsValue.map((value) => [`channels=${value}`]) }, fc.tuple(channelsValue, channelsValue).map(([a, b]) => [`channels=${a}`, `channels=${b}`])),
+    manyCursor(issued),
+    fc.option(fc.oneof({ weight: 4, arbitrary: fc.constantFrom('0', '0', '0', '0.05') }, fc.constantFrom('0.1', '', 'x', '1e3')), { nil: undefined }),
+    fc.option(fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 5 }).map(String) }, fc.constantFrom('0', '1001', '', '-1')), { nil: undefined }),
+  );
+  return fc.record({
+    method: fc.constantFrom('GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'HEAD', 'OPTIONS'),
+    path: fc.constantFrom(PREFIX, PREFIX, `${PREFIX}/`),
+    query: fc.tuple(pairs, fc.boolean()).map(([[channels, cursor, wait, limit], shuffle]) => {
+      const parts = [...channels];
+      if (cursor !== undefined) parts.push(`cursor=${encodeURIComponent(cursor)}`);
+      if (wait !== undefined) parts.push(`wait=${wait}`);
+      if (limit !== undefined) parts.push(`limit=${limit}`);
+      return (shuffle ? parts.reverse() : parts).join('&');
+    }),
+    prefer: fc.option(fc.constantFrom('wait=0', 'wait=0.05', 'wait=abc'), { nil: undefined }),
+    contentType: fc.option(fc.constantFrom('application/json', 'text/plain'), { nil: undefined }),
+    body: fc.option(fc.constantFrom('1', '{"a":1}', ''), { nil: undefined, freq: 4 }),
+  });
+}

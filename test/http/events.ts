@@ -65,7 +65,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
     try {
       const decoder = new TextDecoder();
       for await (const chunk of response.body!) {
-        const piece = decoder.decode(chunk as Uint8Array, { stream: true });
+        const piece = decoder.decode(chunk, { stream: true });
         text += piece;
         pending += piece;
         let end: number;

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter } from '../../src/index.js';
 import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
+import { rawConnection } from '../support/slow-clients.js';
 import { eventually, expectProblem, hold, send, until } from './requests.js';
 
 /** A raw connection to the server, for what an HTTP client library would not do. */
@@ -70,6 +71,93 @@ describe.each(ADAPTERS)('hostile clients, %s adapter', (adapter) => {
     await until(() => broker.stats().waiters === held && limiter.stats().total === held, `${held} pipelined polls are held`);
     socket.destroy();
     expect(await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0, 500)).toBe(true);
+  });
+
+  /** `GET {prefix}?channels=…` as a raw request line. */
+  function getMany(query: string): string {
+    return `GET ${PREFIX}?${query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+  }
+
+  it('frees pipelined many-channel polls, their waiters and their leases on every channel, as soon as the connection closes', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 1000 });
+    const server = await start({ limiter });
+    const socket = await rawSocket(server);
+    sockets.push(socket);
+    socket.write(Array.from({ length: 20 }, (_, i) => getMany(`channels=a,b,c${i % 2}&wait=30`)).join(''));
+    // How many stay held is for the next test; here every one must be freed with the connection.
+    await until(() => broker.stats().waiters >= 1 && broker.stats().waiters === limiter.stats().total && limiter.stats().channels >= 3, 'the polls are held');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(limiter.stats().total).toBe(broker.stats().waiters);
+    socket.destroy();
+    expect(await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0 && limiter.stats().channels === 0, 500)).toBe(true);
+    expect(broker.stats().channels).toBe(0);
+  });
+
+  // A request pipelined behind a poll that is not held yet (a many-channel poll still reading
+  // its channels, a poll still in `authorize`) answers it as soon as its read finds nothing
+  // (`PollTicket.expired`). A fetch runtime holds them all (see above).
+  (adapter === 'fetch' ? it.skip : it).each([
+    ['many-channel polls', {}, (i: number) => getMany(`channels=a,b,c${i % 2}&wait=30`)],
+    ['polls behind an asynchronous authorize', { authorize: async () => true }, () => get('room?wait=30')],
+  ])('holds one poll per connection for pipelined %s', async (_, options, request) => {
+    const limiter = new ConnectionLimiter({ perClient: 1000 });
+    const server = await start({ limiter, ...options });
+    const socket = await rawSocket(server);
+    sockets.push(socket);
+    socket.write(Array.from({ length: 20 }, (_, i) => request(i)).join(''));
+    await until(() => broker.stats().waiters >= 1 && broker.stats().waiters === limiter.stats().total, 'the polls are held');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(broker.stats().waiters, 'polls held on one connection').toBe(1);
+  });
+
+  it('bounds a flood of many-channel polls of 32 channels each by the client cap, and frees every channel after', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 6 });
+    const server = await start({ limiter });
+    const channels = Array.from({ length: 32 }, (_, i) => `flood${i}`).join(',');
+    const requests = Array.from({ length: 100 }, () => hold(`${server.origin}${PREFIX}?channels=${channels}&wait=20`, { timeout: 10_000 }));
+    const refused: string[] = [];
+    for (const request of requests) {
+      void request.answer.then((answer) => {
+        if (answer?.status === 429) refused.push(answer.text);
+      });
+    }
+    expect(await eventually(() => refused.length === 94, 5_000), `94 of 100 refused (${refused.length})`).toBe(true);
+    for (const text of refused) expect(JSON.parse(text)).toMatchObject({ code: 'limit_exceeded', limit: 'client' });
+    // Six held: one waiter and one lease each, the lease on all 32 channels.
+    expect(broker.stats().waiters).toBe(6);
+    expect(limiter.stats()).toMatchObject({ total: 6, clients: 1, channels: 32 });
+    for (const request of requests) request.destroy();
+    await Promise.all(requests.map((request) => request.answer));
+    expect(await eventually(() => broker.stats().waiters === 0 && limiter.stats().total === 0 && limiter.stats().channels === 0, 1_000)).toBe(true);
+  });
+
+  it('counts a many-channel poll once toward the client cap and once toward each of its channels caps', async () => {
+    const limiter = new ConnectionLimiter({ perClient: 2, perChannel: 1 });
+    const server = await start({ limiter });
+    const url = new URL(server.origin);
+    // Client 127.0.0.1 holds two polls over five channels: two toward its cap, not five.
+    const first = hold(`${server.origin}${PREFIX}?channels=a,b,c&wait=20`);
+    const second = hold(`${server.origin}${PREFIX}?channels=d,e&wait=20`);
+    await until(() => limiter.stats().total === 2 && limiter.stats().channels === 5, 'two polls held on five channels');
+    expect(expectProblem(await send(`${server.origin}${PREFIX}?channels=f&wait=0`), 429, 'limit_exceeded').limit).toBe('client');
+    // Another client (127.0.0.2) finds each of those channels full, alone or in a list.
+    const other = async (path: string) => {
+      const connection = await rawConnection(url, `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`, '127.0.0.2');
+      await Promise.race([connection.closed, new Promise((resolve) => setTimeout(resolve, 3_000))]);
+      connection.socket.destroy();
+      const text = connection.received();
+      return { status: await connection.status, body: text.slice(text.indexOf('\r\n\r\n') + 4) };
+    };
+    for (const path of [`${PREFIX}/b?wait=0`, `${PREFIX}?channels=x,y,e&wait=0`]) {
+      const answer = await other(path);
+      expect(answer.status, path).toBe(429);
+      expect(answer.body).toContain('"limit":"channel"');
+    }
+    expect((await other(`${PREFIX}?channels=x,y&wait=0`)).status).toBe(200);
+    first.destroy();
+    second.destroy();
+    await Promise.all([first.answer, second.answer]);
+    expect(await eventually(() => limiter.stats().total === 0 && limiter.stats().channels === 0 && limiter.stats().clients === 0, 500)).toBe(true);
   });
 
   // A fetch runtime owns its connections: how it treats requests pipelined behind a held

@@ -28,6 +28,22 @@ export interface NginxSite {
   readonly server: string;
 }
 
+/**
+ * The README's nginx snippet, with the upstream pointed at `port`: its `upstream` block goes
+ * into nginx's `http` context and its `location` block into a `server`. Nothing else changes.
+ */
+export async function readmeSite(port: number): Promise<NginxSite & { readonly snippet: string }> {
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const snippet = /<!-- nginx-snippet[^>]*-->\n```nginx\n([\s\S]*?)\n```\n<!-- \/nginx-snippet -->/.exec(readme)?.[1];
+  if (snippet === undefined) throw new Error('README.md has no ```nginx block between <!-- nginx-snippet --> markers');
+  const upstream = /^upstream\s+\S+\s*\{[\s\S]*?^\}/m.exec(snippet)?.[0];
+  const location = /^location\s[^{]*\{[\s\S]*?^\}/m.exec(snippet)?.[0];
+  if (!upstream || !location) throw new Error(`The README's nginx snippet needs an upstream and a location block:\n${snippet}`);
+  const servers = upstream.match(/^\s*server\s+127\.0\.0\.1:\d+;/gm) ?? [];
+  if (servers.length !== 1) throw new Error(`The README's upstream should name one server 127.0.0.1:PORT:\n${upstream}`);
+  return { snippet, http: upstream.replace(/(server\s+127\.0\.0\.1:)\d+;/, `$1${port};`), server: location };
+}
+
 /** A running nginx, its own prefix directory and the origin it listens on. */
 export interface RunningNginx {
   /** `http://127.0.0.1:PORT` */
