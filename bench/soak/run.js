@@ -5,7 +5,9 @@
  * of their own on 127.0.0.1; this one only drives them. The pollers re-poll with their cursors
  * (`wait=25`) while the server publishes a few messages per second over 100 channels, and 5% of
  * the pollers per minute have their socket destroyed while the server holds their poll (each
- * comes back on a new socket). Every 10 s the server sends a sample: heap and RSS after a full
+ * comes back on a new socket). 10% of the pollers poll 3 channels at once (`?channels=`) and 10%
+ * read event streams instead (`Accept: text/event-stream`, half of them of 3 channels), which
+ * wait as long as a poll between messages and resume with `Last-Event-ID`. Every 10 s the server sends a sample: heap and RSS after a full
  * collection, `broker.stats().waiters` and `limiter.stats().total`.
  *
  * It passes when every sample holds at least 95% of the pollers, the last minute's mean heap and
@@ -15,8 +17,9 @@
  *
  * Environment: SOAK_MINUTES (10), SOAK_CLIENTS (10000), SOAK_CHANNELS (100), SOAK_RATE
  * (messages per second, 5), SOAK_WAIT (seconds, 25), SOAK_ADDRESSES (loopback source addresses,
- * 50), SOAK_OUT (the report's directory, docs). A dry run: `SOAK_MINUTES=2 SOAK_CLIENTS=2000
- * SOAK_OUT=/tmp npm run soak`.
+ * 50), SOAK_STREAMS and SOAK_MANY (pollers per hundred that stream, and that poll several
+ * channels: 10 each), SOAK_MAX_STREAM (seconds a stream lasts, 300), SOAK_OUT (the report's directory, docs). A dry run of 2 minutes with 2,000
+ * pollers and streams of 60 s, written to /tmp/soak: `npm run soak:short`.
  */
 import { execSync, fork } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -45,6 +48,13 @@ const params = {
   rate: setting('SOAK_RATE', 5),
   wait: setting('SOAK_WAIT', 25),
   addresses: Math.min(254, Math.round(setting('SOAK_ADDRESSES', 50))),
+  /** Of every 100 pollers: how many read an event stream, and how many poll several channels. */
+  streams: Math.round(setting('SOAK_STREAMS', 10)),
+  many: Math.round(setting('SOAK_MANY', 10)),
+  /** Channels of a many-channel poll or stream. */
+  manyChannels: 3,
+  /** A stream's `maxStream`, in seconds: it then ends, and the client resumes it. */
+  maxStream: setting('SOAK_MAX_STREAM', 300),
   /** Share of the pollers destroyed mid-poll per minute. */
   destroyShare: 0.05,
   /** Sampling period, ms. */
@@ -54,6 +64,7 @@ const params = {
   /** Largest change of mean heap and RSS from the second minute to the last. */
   memoryTolerance: 0.05,
 };
+if (params.streams + params.many > 100) throw new Error('SOAK_STREAMS + SOAK_MANY must be at most 100 (pollers per hundred)');
 if (params.minutes < 2) throw new Error('SOAK_MINUTES must be at least 2: memory is compared from the second minute on');
 const outDir = process.env.SOAK_OUT || join(root, 'docs');
 
@@ -110,8 +121,11 @@ const limits = await server('limits');
 // Spread the connections over up to 20 s: gentle on the machine, and the first timeouts do not
 // all come back in the same second.
 const ramp = Math.min(20_000, params.clients * 2);
-log(`opening ${params.clients} pollers on ${params.channels} channels from ${params.addresses} addresses over ${ramp / 1000} s`);
-await clients('start', { port, wait: params.wait, clients: params.clients, channels: params.channels, addresses: params.addresses, ramp }, ramp + 60_000);
+log(
+  `opening ${params.clients} pollers (${params.streams}% streams, ${params.many}% polls of ${params.manyChannels} channels) on ${params.channels} channels from ${params.addresses} addresses over ${ramp / 1000} s`,
+);
+const { wait, clients: population, channels, addresses, streams, many, manyChannels } = params;
+await clients('start', { port, wait, clients: population, channels, addresses, ramp, streams, many, manyChannels }, ramp + 60_000);
 const rampDeadline = Date.now() + 60_000;
 for (;;) {
   const { waiters, leases } = await server('held');
@@ -208,12 +222,12 @@ const criteria = [
     pass: end.waiters === 0 && end.leases === 0,
   },
   {
-    name: 'every message arrives in order, without a gap or a duplicate (per poller, across reconnections)',
-    value: `${counts.messages.toLocaleString('en-US')} received; ${counts.gaps} gaps, ${counts.disorder} out of order, ${counts.mismatches} id mismatches`,
+    name: 'every message arrives in order, without a gap or a duplicate (per poller and channel, across reconnections)',
+    value: `${counts.messages.toLocaleString('en-US')} received (${counts.streamMessages.toLocaleString('en-US')} as stream events); ${counts.gaps} gaps (${counts.resets} stream resets), ${counts.disorder} out of order, ${counts.mismatches} id mismatches`,
     pass: counts.gaps === 0 && counts.disorder === 0 && counts.mismatches === 0 && counts.messages > 0,
   },
   {
-    name: "every poller has its channel's last message at the end",
+    name: "every poller has the last message of each of its channels at the end",
     value: `${behind} behind`,
     pass: behind === 0,
   },
@@ -225,7 +239,7 @@ const criteria = [
 ];
 const passed = criteria.every((criterion) => criterion.pass);
 
-const overrides = ['SOAK_MINUTES', 'SOAK_CLIENTS', 'SOAK_CHANNELS', 'SOAK_RATE', 'SOAK_WAIT', 'SOAK_ADDRESSES']
+const overrides = ['SOAK_MINUTES', 'SOAK_CLIENTS', 'SOAK_CHANNELS', 'SOAK_RATE', 'SOAK_WAIT', 'SOAK_ADDRESSES', 'SOAK_STREAMS', 'SOAK_MANY', 'SOAK_MAX_STREAM']
   .filter((name) => process.env[name])
   .map((name) => `${name}=${process.env[name]} `)
   .join('');

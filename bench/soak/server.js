@@ -1,7 +1,8 @@
 /**
  * The soak's server, in a process of its own: `node --expose-gc bench/soak/server.js`, forked
  * by bench/soak/run.js. longpoll-kit as a user mounts it (the built package, the Node adapter,
- * a MemoryEngine with its default history, a ConnectionLimiter) on 127.0.0.1. On request it
+ * a MemoryEngine with its default history, a ConnectionLimiter) on 127.0.0.1; it answers polls of
+ * one channel and of several, and event streams. On request it
  * publishes at a steady rate and samples itself every 10 s, sending each sample to the driver
  * over IPC unasked.
  */
@@ -13,7 +14,7 @@ import { answerRequests } from '../rpc.js';
 const collect = globalThis.gc;
 if (!collect) throw new Error('Run me with --expose-gc');
 
-/** @type {{ clients: number, channels: number, addresses: number }} */
+/** @type {{ clients: number, channels: number, addresses: number, wait: number, maxStream: number }} */
 const config = JSON.parse(process.argv[2] ?? '{}');
 const perAddress = Math.ceil(config.clients / config.addresses);
 
@@ -27,7 +28,11 @@ const limiter = new ConnectionLimiter({
   perChannel: Math.max(10_000, 2 * Math.ceil(config.clients / config.channels)),
   total: Math.max(100_000, 2 * config.clients),
 });
-const server = createServer(longPoll(broker, { prefix: '/channels', limiter }));
+// An event stream waits for a message as long as a poll does (`heartbeat`) and ends by itself
+// after `maxStream` (5 minutes by default, less a jitter), so every stream resumes at least once.
+const server = createServer(
+  longPoll(broker, { prefix: '/channels', limiter, heartbeat: config.wait * 1000, maxStream: config.maxStream * 1000 }),
+);
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(0, '127.0.0.1', 4096, () => resolve(undefined));

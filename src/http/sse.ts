@@ -136,6 +136,11 @@ export class EventStream extends PollTicket<unknown> {
 
   /** The transport took what it had: read on from the last cursor written. */
   drained(): void {
+    if (this.#stopped) {
+      // The end is on its way to a client that reads again: its clock starts over.
+      this.#stall?.refresh();
+      return;
+    }
     clearTimeout(this.#stall);
     this.#stall = undefined;
     if (!this.#paused) return;
@@ -143,19 +148,32 @@ export class EventStream extends PollTicket<unknown> {
     this.#next();
   }
 
-  /** The connection is gone, or the response ended: forget the held poll. Idempotent. */
+  /**
+   * The connection is gone, or the response was handed to the transport in full: forget the
+   * held poll and stop the send clock. Idempotent.
+   */
   stop(): void {
+    clearTimeout(this.#stall);
+    this.#stall = undefined;
     if (this.#stopped) return;
     this.#stopped = true;
-    clearTimeout(this.#stall);
     this.cancel(gone);
   }
 
-  /** Ends the response normally (`maxStream`, the broker closing, a pipelined request). */
+  /**
+   * Ends the response normally (`maxStream`, the broker closing, a pipelined request). What was
+   * written may still wait for a client that reads nothing, so the send clock keeps running
+   * until the adapter reports the end handed over ({@link stop}); past `sendTimeout` without
+   * progress the connection is destroyed, and the lease goes with it.
+   */
   finish(): void {
     if (this.#stopped) return;
-    this.stop();
-    this.#sink?.end();
+    this.#stopped = true;
+    this.cancel(gone);
+    const sink = this.#sink;
+    if (!sink) return;
+    this.#stall ??= this.#clock(sink);
+    sink.end();
   }
 
   /** {@inheritDoc PollTicket.resolve} */
@@ -227,13 +245,20 @@ export class EventStream extends PollTicket<unknown> {
 
   /** Writes `chunk`; when the transport is full, pauses and starts the send clock. */
   #send(chunk: Uint8Array<ArrayBuffer>): boolean {
-    if (this.#sink!.send(chunk)) return true;
+    const sink = this.#sink!;
+    if (sink.send(chunk)) return true;
     this.#paused = true;
-    this.#stall ??= setTimeout(() => {
-      this.stop();
-      this.#sink!.destroy();
-    }, this.settings.sendTimeout);
-    this.#stall.unref?.();
+    this.#stall ??= this.#clock(sink);
     return false;
+  }
+
+  /** The send clock: `sendTimeout` ms without progress, and the connection is dropped. */
+  #clock(sink: StreamSink): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      this.stop();
+      sink.destroy();
+    }, this.settings.sendTimeout);
+    timer.unref?.();
+    return timer;
   }
 }
