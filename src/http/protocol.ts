@@ -142,9 +142,12 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // The heartbeat is what keeps the transport's own timeout from cutting the stream.
       const stream = new EventStream(broker as Broker<unknown>, channel, cursor, params.limit, settings, Math.min(settings.heartbeat, transport));
       exchange.stream = stream;
-      exchange.write(streamResponse(stream));
-      // A request was pipelined behind this one while `authorize` ran: it must not wait.
-      if (exchange.expired) stream.finish();
+      // The first read comes before the answer: a failure is a problem, as for a poll.
+      stream.open((refusal) => {
+        exchange.write(refusal ? problemResponse(refusal) : streamResponse(stream));
+        // A request was pipelined behind this one while `authorize` ran: it must not wait.
+        if (!refusal && exchange.expired) stream.finish();
+      });
       return;
     }
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;

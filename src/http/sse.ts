@@ -91,8 +91,10 @@ const gone = new LongPollError('internal', 'The stream ended');
  * goes on from the earliest retained cursor. Anything else (the broker closing, the engine down)
  * ends the stream; the client reconnects with `Last-Event-ID`.
  *
- * The adapter hands it a {@link StreamSink} with {@link attach}, calls {@link drained} when the
- * transport can take more, and {@link stop} when the connection is gone (the exchange does).
+ * The protocol {@link open}s it: its first read decides between the stream and a problem answer
+ * (the broker closing, the engine down), as for a poll. The adapter then hands it a
+ * {@link StreamSink} with {@link attach}, calls {@link drained} when the transport can take more,
+ * and {@link stop} when the connection is gone (the exchange does).
  */
 export class EventStream extends PollTicket<unknown> {
   #sink: StreamSink | undefined;
@@ -103,6 +105,12 @@ export class EventStream extends PollTicket<unknown> {
   #stopped = false;
   #stall: ReturnType<typeof setTimeout> | undefined;
   readonly #endAt: number;
+  /** Until the first read answers: who writes the response (see {@link open}). */
+  #respond: ((refusal: LongPollError | undefined) => void) | undefined;
+  /** The first read's outcome, written once the response is attached. */
+  #first: (() => void) | undefined;
+  /** {@link finish} was asked before the response was open: it ends right after its first read. */
+  #finishing = false;
 
   /**
    * @param target - the channel, or the channels of a many-channel stream
@@ -124,14 +132,43 @@ export class EventStream extends PollTicket<unknown> {
   }
 
   /**
+   * Makes the stream's first read. A failure other than `cursor_expired` is `respond`ed as the
+   * refusal the request gets instead of a stream (a `503` once the broker is closing, not a `200`
+   * that ends at once); anything else calls `respond(undefined)`, which writes the stream's
+   * response, and the adapter {@link attach}es it.
+   */
+  open(respond: (refusal: LongPollError | undefined) => void): void {
+    this.#respond = respond;
+    this.#next();
+  }
+
+  /**
    * Starts the stream on `sink`: the `retry:` line and, when the stream has a starting cursor,
-   * its `id:`, then the first read.
+   * its `id:`, then what its first read found.
    */
   attach(sink: StreamSink): void {
     this.#sink = sink;
     const cursor = this.#cursor;
     const head = `retry: ${this.settings.retry}\n${cursor === undefined ? '' : `id: ${cursor}\n`}\n`;
-    if (this.#send(encode(head))) this.#next();
+    const sent = this.#send(encode(head));
+    const first = this.#first;
+    this.#first = undefined;
+    if (first) first();
+    else if (sent) this.#next();
+  }
+
+  /** The first read answered: the response opens with `first` to write, or is `refusal`. */
+  #opened(first: () => void, refusal?: LongPollError): void {
+    const respond = this.#respond!;
+    this.#respond = undefined;
+    if (refusal) {
+      this.stop();
+      respond(refusal);
+      return;
+    }
+    this.#first = first;
+    respond(undefined);
+    if (this.#finishing) this.finish();
   }
 
   /** The transport took what it had: read on from the last cursor written. */
@@ -168,6 +205,10 @@ export class EventStream extends PollTicket<unknown> {
    */
   finish(): void {
     if (this.#stopped) return;
+    if (this.#respond) {
+      this.#finishing = true; // the response is not open yet
+      return;
+    }
     this.#stopped = true;
     this.cancel(gone);
     const sink = this.#sink;
@@ -179,6 +220,10 @@ export class EventStream extends PollTicket<unknown> {
   /** {@inheritDoc PollTicket.resolve} */
   resolve(answer: Answer<unknown>): void {
     if (this.#stopped) return;
+    if (this.#respond) {
+      this.#opened(() => this.resolve(answer));
+      return;
+    }
     const { result } = answer;
     let chunk: Uint8Array<ArrayBuffer> | undefined;
     if (result.messages.length > 0) {
@@ -205,7 +250,12 @@ export class EventStream extends PollTicket<unknown> {
     if (this.#stopped) return;
     const failure = LongPollError.from(error);
     const earliest = failure.earliestCursor;
-    if (failure.code !== 'cursor_expired' || earliest === undefined) {
+    const reset = failure.code === 'cursor_expired' && earliest !== undefined;
+    if (this.#respond) {
+      this.#opened(() => this.reject(error), reset ? undefined : failure);
+      return;
+    }
+    if (!reset) {
       this.finish();
       return;
     }
@@ -230,7 +280,8 @@ export class EventStream extends PollTicket<unknown> {
   #next(): void {
     if (this.#stopped) return;
     const left = this.#endAt - Date.now();
-    if (left <= 0) {
+    // The first read is made however short `maxStream` is: it decides what the request gets.
+    if (left <= 0 && !this.#respond) {
       this.finish();
       return;
     }

@@ -148,3 +148,100 @@ export function manyRequest(issued: readonly string[]) {
     body: fc.option(fc.constantFrom('1', '{"a":1}', ''), { nil: undefined, freq: 4 }),
   });
 }
+
+/** `Accept` headers that ask for an event stream, as `EventSource`, browsers and proxies send them. */
+const streamAccept = fc.constantFrom(
+  'text/event-stream',
+  'text/event-stream',
+  'text/event-stream;q=0.5, */*',
+  'application/json, text/event-stream',
+  'text/event-stream; charset=utf-8',
+  '*/*;q=0.1,text/event-stream',
+);
+
+/**
+ * A `Last-Event-ID` made of `issued` (cursors the server under test issued: this channel's,
+ * another channel's, composite ones of other lists, another broker's): as issued, cut, joined into
+ * a composite cursor of another length, huge, empty, and printable garbage.
+ */
+function lastEventId(issued: readonly string[]): fc.Arbitrary<string | undefined> {
+  const real = fc.constantFrom(...issued);
+  return fc.option(
+    fc.oneof(
+      { weight: 4, arbitrary: real },
+      { weight: 1, arbitrary: fc.tuple(real, fc.nat()).map(([cursor, cut]) => cursor.slice(0, cut % (cursor.length + 1))) },
+      { weight: 1, arbitrary: fc.array(real, { minLength: 2, maxLength: 40 }).map((parts) => parts.join('~')) },
+      { weight: 1, arbitrary: fc.constantFrom('', '', ' ', 'garbage', '~', '.', '__proto__', '0', '-1', '1_1.x', 'zzzzzzzz_1.x', 'null') },
+      // Up to 6,000 characters: past any cursor, within Node's header limit with any query.
+      { weight: 1, arbitrary: fc.tuple(real, fc.integer({ min: 1, max: 6_000 })).map(([cursor, length]) => cursor.repeat(Math.ceil(length / cursor.length)).slice(0, length)) },
+      headerText,
+    ),
+    { nil: undefined, freq: 3 },
+  );
+}
+
+/** A path under PREFIX: a channel (valid or hostile), a deeper path, or one a URL parser rewrites. */
+const prefixedPath = fc.oneof(
+  { weight: 8, arbitrary: segment.map((s) => `${PREFIX}/${s}`) },
+  { weight: 1, arbitrary: fc.tuple(segment, segment).map(([a, b]) => `${PREFIX}/${a}/${b}`) },
+  { weight: 1, arbitrary: fc.constantFrom(`${PREFIX}/`, `${PREFIX}/./room:1`, `${PREFIX}/%2e%2e/room:1`, `${PREFIX}/room:1/..`, `${PREFIX}/a\\b`) },
+);
+
+/** A request for an event stream, as {@link streamRequest} draws it. */
+export interface StreamRequest {
+  readonly method: string;
+  /** The path as sent, and the query without its `?`. */
+  readonly target: { readonly path: string; readonly query: string };
+  readonly accept: string;
+  readonly lastEventId: string | undefined;
+  readonly body: string | undefined;
+}
+
+/**
+ * One random request for an event stream (`Accept` naming `text/event-stream`, a hostile
+ * `Last-Event-ID` made of `issued`), on one channel or `?channels=`, with hostile queries.
+ * `anywhere` adds paths outside PREFIX; `methods` are the methods to draw from; `resume` has
+ * cursors of channels and lists (`'a'`, `'a,b'`) with history, which they are asked with.
+ */
+export function streamRequest(
+  issued: readonly string[],
+  {
+    anywhere = false,
+    methods = ['GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'HEAD', 'PUT', 'OPTIONS'],
+    resume = {},
+  }: { anywhere?: boolean; methods?: readonly string[]; resume?: Readonly<Record<string, readonly string[]>> } = {},
+): fc.Arbitrary<StreamRequest> {
+  const single = fc.record({ path: anywhere ? fc.oneof({ weight: 3, arbitrary: prefixedPath }, path) : prefixedPath, query });
+  const many = manyRequest(issued).map(({ path, query }) => ({ path, query }));
+  // Channels and lists with history, resumed from their own cursors (`resume`): streams mostly.
+  const lists = Object.keys(resume);
+  const tame: fc.Arbitrary<{ path: string; query: string; lastEventId: string | undefined }> =
+    lists.length === 0
+      ? single.map((target) => ({ ...target, lastEventId: undefined }))
+      : fc.constantFrom(...lists).chain((list) => {
+          const names = list.split(',');
+          const own = fc.constantFrom(...resume[list]!);
+          const path = names.length === 1 ? `${PREFIX}/${list}` : PREFIX;
+          return fc.record({
+            path: fc.constant(path),
+            query: fc
+              .option(fc.oneof(fc.integer({ min: 1, max: 5 }).map((n) => `limit=${n}`), own.map((cursor) => `cursor=${encodeURIComponent(cursor)}`)), { nil: undefined })
+              .map((extra) => [...(names.length === 1 ? [] : [`channels=${list}`]), ...(extra === undefined ? [] : [extra])].join('&')),
+            lastEventId: fc.option(own, { nil: undefined }),
+          });
+        });
+  const stream = fc.record({
+    target: fc.oneof({ weight: 2, arbitrary: single }, { weight: 2, arbitrary: many }),
+    lastEventId: lastEventId(issued),
+  });
+  return fc.record({
+    method: fc.constantFrom(...methods),
+    request: fc.oneof(
+      { weight: 3, arbitrary: tame.map(({ path, query, lastEventId }) => ({ target: { path, query }, lastEventId })) },
+      { weight: 4, arbitrary: stream },
+    ),
+    accept: streamAccept,
+    body: fc.option(fc.constantFrom('1', '{"a":1}', ''), { nil: undefined }),
+  }).map(({ request, ...rest }) => ({ ...rest, ...request }));
+}
+

@@ -3,13 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter } from '../../src/index.js';
 import { longPoll as fetchLongPoll } from '../../src/adapters/fetch.js';
 import { ADAPTERS, FRAMEWORK, PREFIX, refusedByRouter, startServer, type AdapterName, type TestServer } from '../support/servers.js';
-import { manyRequest, request } from './arbitraries.js';
-import { hold } from './requests.js';
+import { manyRequest, request, streamRequest, type StreamRequest } from './arbitraries.js';
+import { blocksOf, streamHead } from './events.js';
+import { hold, until } from './requests.js';
 
 const MAX_WAIT = 200;
 const SLACK = 1_500;
 const RUNS = 150;
-const OPTIONS = { publish: true, maxWait: MAX_WAIT, defaultWait: 50, maxBodyBytes: 2_048 } as const;
+/** `heartbeat` is short so that an event stream's first bytes end with a `: ping` once its first reads are written. */
+const OPTIONS = { publish: true, maxWait: MAX_WAIT, defaultWait: 50, maxBodyBytes: 2_048, heartbeat: 50, retry: 1_500 } as const;
 
 /** What a user can tell two answers apart by: the status, and the problem code when there is one. */
 interface Outcome {
@@ -170,6 +172,98 @@ describe('every adapter on every framework major, given the same request', () =>
     expect(answers[0]).toMatchObject({ status: 410, body: { code: 'cursor_expired' } });
     for (const answer of answers) expect(answer).toEqual(answers[0]);
     expect(broker.stats().waiters).toBe(0);
+  }, 20_000);
+
+  /**
+   * What a user can tell of an answer to a stream request: the status, the headers that say what
+   * it is, and the problem, or an event stream's first bytes up to its first heartbeat (the
+   * `retry:` line, the `id:`, and every event its first reads wrote).
+   */
+  async function streamed(adapter: AdapterName, target: string, input: StreamRequest) {
+    const headers: Record<string, string | number> = { accept: input.accept };
+    if (input.lastEventId !== undefined) headers['last-event-id'] = input.lastEventId;
+    const sendsBody = input.body !== undefined && input.method !== 'GET' && input.method !== 'HEAD';
+    if (sendsBody) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(input.body) });
+    const head = await streamHead(`${servers[adapter].origin}${target}`, {
+      method: input.method,
+      headers,
+      ...(sendsBody ? { body: input.body } : {}),
+      timeout: MAX_WAIT + SLACK,
+      enough: (text) => blocksOf(text).includes(': ping'),
+    });
+    expect(head?.complete, `${adapter} answered ${input.method} ${target} in time: ${JSON.stringify(head?.text.slice(0, 300))}`).toBe(true);
+    const { status, text, streamed: stream } = head!;
+    const type = String(head!.headers['content-type'] ?? '');
+    const pick = (name: string) => head!.headers[name];
+    return {
+      status,
+      stream,
+      type: type.split(';')[0],
+      cacheControl: pick('cache-control'),
+      accelBuffering: pick('x-accel-buffering'),
+      cursor: pick('longpoll-cursor'),
+      allow: pick('allow'),
+      retryAfter: pick('retry-after'),
+      body: type.startsWith('application/problem+json') && input.method !== 'HEAD' ? (JSON.parse(text) as unknown) : text,
+    };
+  }
+
+  it('answers stream requests with hostile Last-Event-ID and queries with the same status, problem and first bytes on every adapter', async () => {
+    const other = new Broker<unknown>();
+    await other.publish('a', 1);
+    await other.publish('room:1', 1);
+    const issued = [
+      (await broker.read('room:1')).cursor,
+      (await broker.read('room:1', { limit: 1 })).cursor,
+      (await broker.read('a')).cursor,
+      (await broker.readMany(['room:1', 'a'])).cursor,
+      (await broker.readMany(['a', 'b', 'c'], { limit: 1 })).cursor,
+      (await other.read('room:1')).cursor,
+      (await other.readMany(['a', 'room:1'])).cursor,
+    ];
+    await other.close();
+    // And cursors whose messages were evicted since (capacity 50): a stream from them starts with a reset.
+    issued.push((await broker.read('a')).cursor, (await broker.readMany(['b', 'a'])).cursor);
+    for (let i = 0; i < 60; i++) await broker.publish('a', i);
+    // And cursors of channels and lists with history, to resume them from.
+    const resume: Record<string, string[]> = {};
+    for (const list of ['room:1', 'a', 'b', 'room:1,a', 'a,b,c']) {
+      const names = list.split(',');
+      const read = (limit: number) => (names.length === 1 ? broker.read(list, { limit }) : broker.readMany(names, { limit }));
+      resume[list] = [(await read(1)).cursor, (await read(100)).cursor];
+    }
+    const seen = new Set<string>();
+    /** Sends `input` to every adapter and compares each answer with node's. */
+    async function compare(input: StreamRequest): Promise<void> {
+      const target = `${input.target.path}${input.target.query ? `?${input.target.query}` : ''}`;
+      const answers = await Promise.all(ADAPTERS.map((adapter) => streamed(adapter, target, input)));
+      const node = answers[0]!;
+      const text = String(node.body);
+      seen.add(node.stream ? (text.includes('event: reset') ? 'reset' : text.includes('event: message') ? 'message' : 'stream') : String(node.status));
+      expect(node.status, JSON.stringify(node.body)).toBeLessThan(500);
+      for (const [i, adapter] of ADAPTERS.entries()) {
+        const what = `${adapter} vs node for ${input.method} ${target} (Last-Event-ID ${JSON.stringify(input.lastEventId)})`;
+        if (refusedByRouter(adapter, target)) {
+          expect(answers[i]!.status, what).toBe(400);
+        } else if (FRAMEWORK[adapter] === 'fetch') {
+          const seenTarget = normalised(target);
+          const expected = seenTarget === target ? node : await streamed('node', seenTarget, input);
+          expect(answers[i], `${what} (fetch saw ${seenTarget})`).toEqual(expected);
+        } else {
+          expect(answers[i], what).toEqual(node);
+        }
+      }
+    }
+    // No POST: every adapter must answer from the same history.
+    const methods = ['GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'HEAD', 'PUT', 'OPTIONS', 'DELETE'];
+    await fc.assert(fc.asyncProperty(streamRequest(issued, { methods, resume }), compare), { numRuns: 100, interruptAfterTimeLimit: 10_000 });
+    // And streams that start with a reset, on one channel and on many.
+    const evicted = { method: 'GET', accept: 'text/event-stream', body: undefined };
+    await compare({ ...evicted, target: { path: `${PREFIX}/a`, query: 'limit=3' }, lastEventId: issued.at(-2) });
+    await compare({ ...evicted, target: { path: PREFIX, query: 'channels=a,b&limit=3' }, lastEventId: issued.at(-1) });
+    // The runs reached streams with history, resets and none, and the refusals before a stream.
+    expect([...seen]).toEqual(expect.arrayContaining(['message', 'reset', 'stream', '400', '404']));
+    await until(() => broker.stats().waiters === 0, 'every stream let go of its waiter');
   }, 20_000);
 
   it.each([

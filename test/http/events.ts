@@ -1,4 +1,5 @@
 /** A test's view of a Server-Sent Events stream, read over real sockets with fetch. */
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { expect } from 'vitest';
 
 /** One event as `EventSource` would dispatch it, or a comment. */
@@ -104,4 +105,68 @@ export async function openStream(url: string, headers: Record<string, string> = 
     close: () => controller.abort(),
     done,
   };
+}
+
+/** What {@link streamHead} saw: a whole answer, or an event stream's first bytes. */
+export interface StreamHead {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /** The whole body of an answer that is not an event stream; the bytes read of one that is. */
+  readonly text: string;
+  /** Whether the answer is an event stream (`200`, `text/event-stream`). */
+  readonly streamed: boolean;
+  /** For a stream, whether `enough` held before the deadline; for any other answer, whether it ended. */
+  readonly complete: boolean;
+}
+
+/** The complete blocks (events and comments) of a stream's text so far. */
+export function blocksOf(text: string): string[] {
+  const blocks = text.split('\n\n');
+  blocks.pop(); // the block still coming, or '' after the last blank line
+  return blocks;
+}
+
+/** A stream's head: its `retry:` block, then a block that gives an `id:` (the head's own, or the first events'). */
+export function hasHead(text: string): boolean {
+  const blocks = blocksOf(text);
+  return blocks.length >= 1 && blocks.some((block) => /(^|\n)id: /.test(block));
+}
+
+/**
+ * Sends a request over its own socket (the path as written) and reads an event stream only until
+ * `enough(text)` holds, then closes the connection; any other answer is read to its end. Every
+ * answer is bounded by `timeout` ms: a request not answered by then settles with `undefined`.
+ */
+export function streamHead(
+  url: string,
+  options: { method?: string; headers?: Record<string, string | number>; body?: string | Buffer; timeout?: number; enough?: (text: string) => boolean },
+): Promise<StreamHead | undefined> {
+  const { enough = hasHead, timeout = 5_000 } = options;
+  const { origin, hostname, port } = new URL(url);
+  const request = httpRequest({ hostname, port, path: url.slice(origin.length), method: options.method ?? 'GET', headers: options.headers, agent: false });
+  return new Promise<StreamHead | undefined>((resolve) => {
+    let settled: StreamHead | undefined;
+    const timer = setTimeout(() => finish(settled), timeout);
+    function finish(head: StreamHead | undefined): void {
+      clearTimeout(timer);
+      request.destroy();
+      resolve(head);
+    }
+    request.once('response', (response) => {
+      const streamed = response.statusCode === 200 && String(response.headers['content-type']).startsWith('text/event-stream');
+      let text = '';
+      const seen = (complete: boolean): StreamHead => ({ status: response.statusCode ?? 0, headers: response.headers, text, streamed, complete });
+      settled = seen(false); // an answer that hangs is still reported, as incomplete
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        text += chunk;
+        settled = seen(false);
+        if (streamed && enough(text)) finish(seen(true));
+      });
+      response.once('end', () => finish(seen(!streamed || enough(text))));
+      response.once('error', () => finish(settled));
+    });
+    request.once('error', () => finish(settled));
+    request.end(options.body);
+  });
 }

@@ -17,7 +17,8 @@ function pollsOf(broker: Broker<unknown>, seen?: () => void): PollOptions[] {
   return polls;
 }
 import { ADAPTERS, FRAMEWORK, PREFIX, refusedByRouter, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
-import { eventually, expectProblem, hold, json, post, send, until, type PollBody } from './requests.js';
+import { hasHead, streamHead } from './events.js';
+import { eventually, expectProblem, hold, json, post, send, until, type Answer, type PollBody } from './requests.js';
 
 describe.each(ADAPTERS)('the %s adapter', (adapter) => {
   const framework = FRAMEWORK[adapter];
@@ -728,6 +729,112 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
         const acquire = vi.spyOn(limiter, 'acquire');
         expectProblem(await send(server.url('a', `cursor=${encodeURIComponent(cursor)}&wait=0`)), 400, 'invalid_cursor');
         expect(acquire).not.toHaveBeenCalled();
+      },
+    );
+  });
+
+  describe('event streams', () => {
+    /**
+     * Asks for a stream, reading an accepted one only until its head (then closing it) and any
+     * other answer whole, in a second at most; the answer as {@link send} gives it.
+     */
+    async function ask(url: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer & { streamed: boolean }> {
+      const started = performance.now();
+      const head = await streamHead(url, { method: init.method, headers: { accept: 'text/event-stream', ...init.headers }, timeout: 1_000 });
+      expect(head?.complete, `${init.method ?? 'GET'} ${url}: answered in time`).toBe(true);
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(head!.headers)) if (value !== undefined) headers.set(name, String(value));
+      return { status: head!.status, headers, text: head!.text, streamed: head!.streamed, elapsed: performance.now() - started };
+    }
+
+    it('checks the route, then the rate, then the method, each a problem before any stream', async () => {
+      const limiter = new ConnectionLimiter({ rate: { requests: 1, per: 60_000 } });
+      const { server, broker } = await start({ limiter, authorize: () => false });
+      // Every request below would fail every later check too.
+      expectProblem(await ask(`${server.origin}${PREFIX}/a/b?wait=x`, { method: 'PUT' }), 404, 'not_found');
+      expectProblem(await ask(server.url('room')), 403, 'forbidden'); // the one request the rate allows
+      const limited = await ask(`${server.origin}${PREFIX}/bad%20name?wait=x`, { method: 'PUT' });
+      expect(expectProblem(limited, 429, 'limit_exceeded').limit).toBe('rate');
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(broker.stats().waiters).toBe(0);
+    });
+
+    it('checks the method, the channel, authorize, the query and Last-Event-ID, then the lease, each a problem before any stream', async () => {
+      const limiter = new ConnectionLimiter({ perClient: 1 });
+      const asked: string[] = [];
+      const { server, broker } = await start({
+        limiter,
+        authorize: (_request: unknown, { channel }: Access) => {
+          asked.push(channel);
+          if (channel === 'private') throw new LongPollError('unauthorized', 'Log in first');
+          return channel !== 'secret';
+        },
+      });
+      const many = (query: string) => `${server.origin}${PREFIX}?${query}`;
+      const method = await ask(`${server.origin}${PREFIX}/bad%20name?wait=x`, { method: 'PUT' });
+      expectProblem(method, 405, 'method_not_allowed');
+      expect(method.headers.get('allow')).toBe('GET');
+      const manyMethod = await ask(many('channels=a,bad%20name'), { method: 'POST' });
+      expectProblem(manyMethod, 405, 'method_not_allowed');
+      expect(manyMethod.headers.get('allow')).toBe('GET');
+      expectProblem(await ask(`${server.origin}${PREFIX}/bad%20name?wait=x`), 400, 'invalid_channel');
+      expectProblem(await ask(many('channels=secret,bad%20name&wait=x')), 400, 'invalid_channels');
+      expect(asked).toEqual([]);
+      expectProblem(await ask(server.url('secret', 'wait=x'), { headers: { 'last-event-id': 'garbage' } }), 403, 'forbidden');
+      expectProblem(await ask(server.url('private', 'wait=x')), 401, 'unauthorized');
+      expectProblem(await ask(many('channels=open,secret&wait=x')), 403, 'forbidden');
+      // A stream holds the client's only lease: what fails the query is still a 400, not a 429.
+      const stream = hold(server.url('open'), { headers: { accept: 'text/event-stream' } });
+      await until(() => limiter.stats().total === 1, 'the first stream holds the lease');
+      const { cursor: otherChannel } = await broker.publish('other', 1);
+      for (const [query, headers, code] of [
+        ['wait=x', {}, 'invalid_wait'],
+        ['limit=0', {}, 'invalid_limit'],
+        ['cursor=garbage', {}, 'invalid_cursor'],
+        ['', { 'last-event-id': 'garbage' }, 'invalid_cursor'],
+        ['', { 'last-event-id': 'x'.repeat(600) }, 'invalid_cursor'],
+        ['', { 'last-event-id': otherChannel }, 'invalid_cursor'],
+      ] as const) {
+        expectProblem(await ask(server.url('open', query), { headers }), 400, code);
+        expectProblem(await ask(many(`channels=open,b${query ? `&${query}` : ''}`), { headers }), 400, code);
+      }
+      expect(limiter.stats().total).toBe(1);
+      expect(expectProblem(await ask(server.url('open')), 429, 'limit_exceeded').limit).toBe('client');
+      expect(expectProblem(await ask(many('channels=open,b')), 429, 'limit_exceeded').limit).toBe('client');
+      stream.destroy();
+      await stream.answer.catch(() => undefined); // cut mid-body
+      await until(() => limiter.stats().total === 0, 'the lease goes with the stream');
+    });
+
+    it('answers 503 shutting_down with Retry-After, not a stream, once the broker is closed', async () => {
+      const limiter = new ConnectionLimiter();
+      const { server, broker } = await start({ limiter });
+      await broker.close();
+      for (const url of [server.url('room'), `${server.origin}${PREFIX}?channels=room,b`]) {
+        const answer = await ask(url);
+        expectProblem(answer, 503, 'shutting_down');
+        expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      }
+      await until(() => limiter.stats().total === 0, 'no lease is left');
+    });
+
+    it.each(['text/event-stream', 'text/event-stream;q=0.5, */*', 'application/json, text/event-stream'])(
+      'opens a stream for Accept %j with its own headers and none of a poll\'s, on one channel and on many',
+      async (accept) => {
+        const limiter = new ConnectionLimiter();
+        const { server, broker } = await start({ limiter, retry: 1_234 });
+        for (const url of [server.url('room', 'wait=1'), `${server.origin}${PREFIX}?channels=room,b&wait=1`]) {
+          const answer = await ask(url, { headers: { accept, prefer: 'wait=2' } });
+          expect(answer.status, answer.text).toBe(200);
+          expect(answer.streamed).toBe(true);
+          expect(answer.headers.get('content-type')).toBe('text/event-stream');
+          expect(answer.headers.get('cache-control')).toBe('no-store');
+          expect(answer.headers.get('x-accel-buffering')).toBe('no');
+          for (const absent of ['longpoll-cursor', 'preference-applied', 'content-length']) expect(answer.headers.get(absent), absent).toBeNull();
+          expect(answer.text.startsWith('retry: 1234\n')).toBe(true);
+          expect(hasHead(answer.text)).toBe(true);
+        }
+        await until(() => limiter.stats().total === 0 && broker.stats().waiters === 0, 'the closed streams hold nothing');
       },
     );
   });
