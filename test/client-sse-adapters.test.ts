@@ -1,24 +1,12 @@
 /** The client's `transport: 'sse'` against the real event streams of every adapter, on 127.0.0.1. */
 import type { IncomingMessage } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { subscribe, type Message, type Subscription, type SubscribeOptions, type SubscriptionError } from 'longpoll-kit/client';
 import { Broker, ConnectionLimiter, LongPollError, MemoryEngine } from '../src/index.js';
 import { ADAPTERS, type AdapterName, type AnyOptions, startServer, type TestServer } from './support/servers.js';
+import { delay, until, useCleanups } from './support/cleanups.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
-async function until(check: () => boolean, ms = 3000, what = 'the condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const cleanups = useCleanups();
 
 /** The server, and the headers of every stream request it saw (read before any framework). */
 async function serve<T>(adapter: AdapterName, broker: Broker<T>, options: AnyOptions = {}) {

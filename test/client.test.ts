@@ -1,10 +1,11 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { subscribe, type Message, type Subscription, SubscriptionError } from 'longpoll-kit/client';
 import { Broker, LongPollError } from '../src/index.js';
 import { ADAPTERS, type AdapterName, type AnyOptions, startServer, type TestServer } from './support/servers.js';
+import { delay, until as untilWithin, useCleanups } from './support/cleanups.js';
 
 // The client against real servers of every adapter, over real sockets on 127.0.0.1. Timing
 // (backoff, Retry-After, deadlines) is specified with fake timers in client-timing.test.ts.
@@ -13,21 +14,9 @@ import { ADAPTERS, type AdapterName, type AnyOptions, startServer, type TestServ
 // fetch (undici 6) also opens one spare connection that never carries a request and closes
 // after its 4 s keep-alive timeout (nodejs/undici#5845); that is undici's, not the client's.
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
-/** Resolves when `check` holds, looking every 5 ms; fails after `ms`. */
-async function until(check: () => boolean, ms = 2000, what = 'the condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const cleanups = useCleanups();
+/** {@link untilWithin} with this file's 2 s default. */
+const until = (check: () => boolean, ms = 2000, what?: string) => untilWithin(check, ms, what);
 
 /** A bare node:http server on 127.0.0.1 answering polls with `handle`, closed after the test. */
 async function rawServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string }> {

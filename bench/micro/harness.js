@@ -87,15 +87,7 @@ export function compare(title, production, alternative, { rounds = 15, roundMs =
     times.alternative.push(q);
     ratios.push(q / p);
   }
-  const result = {
-    title,
-    production: { name: production.name, ns: median(times.production) },
-    alternative: { name: alternative.name, ns: median(times.alternative) },
-    ratio: median(ratios),
-    rounds,
-  };
-  report(result);
-  return result;
+  return finish(title, production, alternative, times, ratios);
 }
 
 /**
@@ -126,12 +118,24 @@ export async function compareAsync(title, production, alternative, { n, rounds =
     times.alternative.push(q);
     ratios.push(q / p);
   }
+  return finish(title, production, alternative, times, ratios);
+}
+
+/**
+ * The medians of a comparison's rounds, printed.
+ * @param {string} title
+ * @param {{ name: string }} production
+ * @param {{ name: string }} alternative
+ * @param {{ production: number[], alternative: number[] }} times ns per operation, per round
+ * @param {number[]} ratios alternative / production, per round
+ */
+function finish(title, production, alternative, times, ratios) {
   const result = {
     title,
     production: { name: production.name, ns: median(times.production) },
     alternative: { name: alternative.name, ns: median(times.alternative) },
     ratio: median(ratios),
-    rounds,
+    rounds: ratios.length,
   };
   report(result);
   return result;
