@@ -171,8 +171,10 @@ export class EventStream extends PollTicket<unknown> {
             (answer.events ??= encode(eventsOf(answer, false, undefined)))
           : encode(eventsOf(answer, true, this.#positions(target)));
     } else if (!this.#started) {
-      // The first read found nothing: the client learns where it starts.
-      if (this.#cursor === undefined) chunk = encode(`id: ${result.cursor}\n\n`);
+      // The first read found nothing: the client learns where it starts, unless it said so
+      // itself. A composite cursor that lacks a listed channel did not: with 'newest', that
+      // channel starts at its newest message, a position only the broker knew.
+      if (result.cursor !== this.#cursor) chunk = encode(`id: ${result.cursor}\n\n`);
     } else if (Date.now() >= this.#endAt) {
       this.finish();
       return;
