@@ -39,9 +39,17 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'x-accel-buffering': 'no',
 });
 
-/** Whether a request asks for an event stream. */
+/** `text/event-stream` with any parameters, case aside (RFC 9110, 8.3.1), and its `q` if any. */
+const EVENT_STREAM_RANGE = /^\s*text\/event-stream\s*(?:;|$)/i;
+const ZERO_Q = /;\s*q\s*=\s*0(?:\.0{0,3})?\s*(?:;|$)/i;
+
+/**
+ * Whether a request asks for an event stream: its `Accept` lists the media range
+ * `text/event-stream`, in any case, with a `q` above 0 (`q=0` means "not acceptable").
+ */
 export function wantsStream(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('text/event-stream');
+  if (accept === undefined || !/event-stream/i.test(accept)) return false;
+  return accept.split(',').some((range) => EVENT_STREAM_RANGE.test(range) && !ZERO_Q.test(range));
 }
 
 /** A comment line: proxies see bytes, `EventSource` ignores it. */

@@ -45,3 +45,34 @@ describe.each(ADAPTERS)('hostile event-stream requests, %s adapter', (adapter) =
     stream.close();
   });
 });
+
+describe('which Accept headers ask for a stream (node adapter)', () => {
+  let broker: Broker<unknown>;
+  let server: TestServer | undefined;
+
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+    await broker?.close();
+  });
+
+  it('reads Accept as media ranges: any case, parameters, q=0 refuses, a longer type is another type', async () => {
+    broker = new Broker<unknown>();
+    server = await startServer('node', broker);
+    const typeFor = async (accept: string) => {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), 3000);
+      try {
+        const response = await fetch(server!.url('room', 'wait=0'), { headers: { accept }, signal: controller.signal });
+        return response.headers.get('content-type');
+      } finally {
+        clearTimeout(timer);
+        controller.abort(); // a stream never ends by itself
+      }
+    };
+    const streams = ['text/event-stream', 'TEXT/EVENT-STREAM', 'Text/Event-Stream; charset=utf-8', 'application/json, text/event-stream;q=0.5'];
+    const polls = ['application/json', 'application/json, text/event-stream;q=0', 'text/event-stream; q=0.000', 'text/event-streamx', 'application/x-text/event-stream'];
+    for (const accept of streams) expect([accept, await typeFor(accept)]).toEqual([accept, 'text/event-stream']);
+    for (const accept of polls) expect([accept, await typeFor(accept)]).toEqual([accept, 'application/json; charset=utf-8']);
+  });
+});
