@@ -58,7 +58,7 @@ export default defineConfig(
         // gets a default project with tsconfig.json's options, so `import … from 'longpoll-kit'`
         // resolves through the exports map to dist/, as it does at run time.
         projectService: {
-          allowDefaultProject: ['*.js', '*.mjs', 'test/support/*.mjs', 'examples/*/*.js', 'examples/*/*/*.js', 'bench/*.js', 'bench/*/*.js'],
+          allowDefaultProject: ['*.js', '*.mjs', 'test/support/*.mjs', 'test/attack/*.mjs', 'examples/*/*.js', 'examples/*/*/*.js', 'bench/*.js', 'bench/*/*.js'],
           defaultProject: 'tsconfig.json',
           maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 64,
         },

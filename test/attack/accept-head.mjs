@@ -14,7 +14,7 @@ function raw(request, ms = 700, halfClose = false) {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
-    socket.on('data', (d) => (text += d));
+    socket.on('data', (d) => (text += d.toString()));
     socket.on('connect', () => {
       socket.write(request);
       if (halfClose) socket.end();

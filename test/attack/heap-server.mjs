@@ -14,7 +14,8 @@ const memory = () => {
   const m = process.memoryUsage();
   return { heap: m.heapUsed, ab: m.arrayBuffers, rss: m.rss, streams: limiter.stats().total, waiters: broker.stats().waiters };
 };
-process.on('message', async (command) => {
+process.on('message', (command) => void handle(command));
+async function handle(command) {
   if (command.type === 'memory') process.send({ memory: memory() });
   if (command.type === 'publish') {
     const data = 'x'.repeat(command.size);
@@ -27,4 +28,4 @@ process.on('message', async (command) => {
     server.close(() => process.send({ closed: Date.now() - started }));
     setTimeout(() => process.send({ stillOpen: true, streams: limiter.stats().total, handles: process.getActiveResourcesInfo().length }), Number(process.env.CLOSE_WAIT ?? 3000)).unref();
   }
-});
+}

@@ -26,7 +26,9 @@ try {
     text += Buffer.from(value).toString();
     if (text.length > 200) break;
   }
-} catch {}
+} catch {
+  // the timeout cut the stream
+}
 clearTimeout(timer);
 controller.abort();
 console.log(JSON.stringify(text));
