@@ -45,7 +45,8 @@ const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'io
 
 export default defineConfig(
   // Generated or scratch output (ESLint does not read .gitignore).
-  globalIgnores(['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'test-artifacts/', '**/.tmp/']),
+  // test/attack/: scripts run by hand (its README); typed linting would pass the default project's file cap.
+  globalIgnores(['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'test-artifacts/', '**/.tmp/', 'test/attack/']),
 
   {
     files: ['**/*.{ts,mts,cts,js,mjs,cjs}'],
@@ -58,7 +59,7 @@ export default defineConfig(
         // gets a default project with tsconfig.json's options, so `import … from 'longpoll-kit'`
         // resolves through the exports map to dist/, as it does at run time.
         projectService: {
-          allowDefaultProject: ['*.js', '*.mjs', 'test/support/*.mjs', 'test/attack/*.mjs', 'examples/*/*.js', 'examples/*/*/*.js', 'bench/*.js', 'bench/*/*.js'],
+          allowDefaultProject: ['*.js', '*.mjs', 'test/support/*.mjs', 'examples/*/*.js', 'examples/*/*/*.js', 'bench/*.js', 'bench/*/*.js'],
           defaultProject: 'tsconfig.json',
           maximumDefaultProjectFileMatchCount_THIS_WILL_SLOW_DOWN_LINTING: 64,
         },
