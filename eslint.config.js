@@ -45,7 +45,8 @@ const nodeOnly = [...builtinModules.filter((name) => !name.startsWith('_')), 'io
 
 export default defineConfig(
   // Generated or scratch output (ESLint does not read .gitignore).
-  globalIgnores(['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'test-artifacts/', '**/.tmp/']),
+  // test/attack/: scripts run by hand (its README); typed linting would pass the default project's file cap.
+  globalIgnores(['dist/', 'docs/api/', 'coverage/', 'node_modules/', 'test-artifacts/', '**/.tmp/', 'test/attack/']),
 
   {
     files: ['**/*.{ts,mts,cts,js,mjs,cjs}'],

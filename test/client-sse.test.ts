@@ -308,4 +308,19 @@ describe('the channels option', () => {
     await rejection(() => subscribe(prefix, { transport: 'ws' as 'sse' }), 'invalid_option');
     await rejection(() => subscribe(prefix, { idleTimeout: 0 }), 'invalid_option');
   });
+  it('backs off from a stream that sends reset after reset, as a poll does after two 410s in a row', async () => {
+    // A hostile or broken server: nothing but `event: reset`, thousands a second, on one stream.
+    const flood = 'event: reset\nid: e1\ndata: {"earliestCursor":"e1"}\n\n'.repeat(200);
+    const { url, requests } = await server((_req, res) => {
+      stream(res, flood);
+      const timer = setInterval(() => res.write(flood), 5);
+      res.on('close', () => clearInterval(timer));
+    });
+    const seen = collect(sse(url));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The app reloads its state on each reset: a handful, not tens of thousands, and it is told.
+    expect(seen.resets.length).toBeLessThanOrEqual(10);
+    expect(seen.errors.some((error) => error.code === 'no_progress')).toBe(true);
+    expect(requests.length).toBeLessThanOrEqual(10);
+  });
 });

@@ -341,6 +341,9 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
   async #streamStep(): Promise<number | undefined> {
     const { idleTimeout, maxBodyBytes, headers, backoff } = this.#options;
     let openedAt: number | undefined;
+    /** The stream's last event was a reset; a second one in a row stops the stream. */
+    let afterReset = false;
+    let stalled = false;
     let outcome: StreamOutcome;
     try {
       outcome = await readStream<T>(
@@ -361,18 +364,25 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
           },
           message: (message, cursor) => {
             if (this.#closed) return;
+            afterReset = false;
             this.#deliver(message);
             if (cursor !== undefined && !this.#closed) this.#moveCursor(cursor);
           },
           reset: (earliestCursor) => {
-            if (!this.#closed) this.#applyReset(earliestCursor);
+            if (this.#closed || stalled) return;
+            // A reset right after a reset (no message between) means the server rejects its
+            // own earliest cursor: each would make the app reload its state, as fast as the
+            // server can write them. Stop, and back off as a poll does after two 410s.
+            if (afterReset) stalled = true;
+            else this.#applyReset(earliestCursor);
+            afterReset = true;
           },
           cursor: (cursor) => {
             if (!this.#closed) this.#moveCursor(cursor);
           },
           retry: (ms) => (this.#retry = ms),
           room: () => (this.#queue && this.#queue.free <= 0 ? this.#queue.room() : undefined),
-          closed: () => this.#closed,
+          closed: () => this.#closed || stalled,
         },
       );
     } catch (error) {
@@ -383,6 +393,10 @@ export class Subscription<T = JsonValue> implements AsyncIterable<Message<T>> {
       return this.#networkError('The stream failed', error, idle ? 'idle_timeout' : undefined);
     }
     if (this.#closed) return;
+    if (stalled) {
+      const message = 'The server sent a reset right after a reset, without a message between';
+      outcome = { kind: 'failure', message, status: 200, code: 'no_progress', fatal: false, retryAfter: undefined };
+    }
     if (outcome.kind === 'failure') return this.#failed(outcome);
     if (outcome.kind === 'reset') {
       this.#opened();

@@ -86,9 +86,18 @@ class NodeStreamSink implements StreamSink {
   }
 
   end(): void {
+    const { response } = this;
     // The lease goes back once the end has been handed to the socket.
-    this.response.on('finish', onFinish);
-    this.response.end();
+    response.on('finish', onFinish);
+    response.end();
+    if (response.writableFinished || response.destroyed) return;
+    // The end waits behind bytes the client has not read (the stream's own send clock stopped
+    // with it): without a clock, a client that reads nothing would keep the connection, and
+    // the lease, for ever.
+    const timer = setTimeout(() => response.destroy(), this.stream.settings.sendTimeout);
+    timer.unref?.();
+    response.on('finish', () => clearTimeout(timer));
+    response.req.socket.on('close', () => clearTimeout(timer));
   }
 
   destroy(): void {

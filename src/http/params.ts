@@ -22,6 +22,21 @@ const INTEGER = /^\d+$/;
 /** Longer than any cursor an engine issues; a longer one is not ours. */
 export const MAX_CURSOR = 512;
 
+/** What no cursor holds (cursors are URL-safe): controls, spaces, and what is not ASCII. */
+const NOT_A_CURSOR = /[^\x21-\x7e]/;
+
+/**
+ * Refuses a cursor with a character no engine's cursor has. The engine checks the cursors of
+ * the channels a request lists, but not a composite cursor's entries for other channels, nor
+ * anything when it has no `checkCursor`; and an event stream writes its starting cursor as its
+ * first `id:` line, where a line break would let the URL write events of its own.
+ *
+ * @throws {@link LongPollError} `invalid_cursor`
+ */
+export function checkCursorText(cursor: string): void {
+  if (NOT_A_CURSOR.test(cursor)) throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+}
+
 /** The one value of a query parameter; a repeated or (unless allowed) empty one fails with `code`. */
 function single(query: URLSearchParams, name: string, code: LongPollErrorCode): string | undefined {
   const values = query.getAll(name);

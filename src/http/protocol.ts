@@ -4,7 +4,7 @@ import { problemResponse, publishedResponse, streamResponse, type PollResponse }
 import { readBody } from './body.js';
 import { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
 import { settingsOf, type LongPollOptions, type Settings } from './options.js';
-import { channelOf, channelsOf, isJsonType, MAX_CURSOR, parsePollParams, segmentOf } from './params.js';
+import { channelOf, channelsOf, checkCursorText, isJsonType, MAX_CURSOR, parsePollParams, segmentOf } from './params.js';
 import { EventStream, wantsStream } from './sse.js';
 
 export type { PollResponse } from './answer.js';
@@ -135,7 +135,10 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     if (lastEventId !== undefined && lastEventId.length > maxCursor) throw new LongPollError('invalid_cursor', 'The Last-Event-ID is not a cursor this server issued');
     const cursor = lastEventId || params.cursor;
     // A malformed cursor, or another channel's, is a 400 before the lease (429).
-    if (cursor !== undefined) broker.checkCursor(channel, cursor);
+    if (cursor !== undefined) {
+      checkCursorText(cursor);
+      broker.checkCursor(channel, cursor);
+    }
     if (exchange.ended) return; // the client left while `authorize` ran: take nothing
     exchange.lease = limiter?.acquire({ client: key, channel });
     if (streaming) {

@@ -39,9 +39,17 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'x-accel-buffering': 'no',
 });
 
-/** Whether a request asks for an event stream. */
+/** `text/event-stream` with any parameters, case aside (RFC 9110, 8.3.1), and its `q` if any. */
+const EVENT_STREAM_RANGE = /^\s*text\/event-stream\s*(?:;|$)/i;
+const ZERO_Q = /;\s*q\s*=\s*0(?:\.0{0,3})?\s*(?:;|$)/i;
+
+/**
+ * Whether a request asks for an event stream: its `Accept` lists the media range
+ * `text/event-stream`, in any case, with a `q` above 0 (`q=0` means "not acceptable").
+ */
 export function wantsStream(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('text/event-stream');
+  if (accept === undefined || !/event-stream/i.test(accept)) return false;
+  return accept.split(',').some((range) => EVENT_STREAM_RANGE.test(range) && !ZERO_Q.test(range));
 }
 
 /** A comment line: proxies see bytes, `EventSource` ignores it. */
@@ -234,8 +242,10 @@ export class EventStream extends PollTicket<unknown> {
             (answer.events ??= encode(eventsOf(answer, false, undefined)))
           : encode(eventsOf(answer, true, this.#positions(target)));
     } else if (!this.#started) {
-      // The first read found nothing: the client learns where it starts.
-      if (this.#cursor === undefined) chunk = encode(`id: ${result.cursor}\n\n`);
+      // The first read found nothing: the client learns where it starts, unless it said so
+      // itself. A composite cursor that lacks a listed channel did not: with 'newest', that
+      // channel starts at its newest message, a position only the broker knew.
+      if (result.cursor !== this.#cursor) chunk = encode(`id: ${result.cursor}\n\n`);
     } else if (Date.now() >= this.#endAt) {
       this.finish();
       return;
