@@ -86,18 +86,10 @@ class NodeStreamSink implements StreamSink {
   }
 
   end(): void {
-    const { response } = this;
-    // The lease goes back once the end has been handed to the socket.
-    response.on('finish', onFinish);
-    response.end();
-    if (response.writableFinished || response.destroyed) return;
-    // The end waits behind bytes the client has not read (the stream's own send clock stopped
-    // with it): without a clock, a client that reads nothing would keep the connection, and
-    // the lease, for ever.
-    const timer = setTimeout(() => response.destroy(), this.stream.settings.sendTimeout);
-    timer.unref?.();
-    response.on('finish', () => clearTimeout(timer));
-    response.req.socket.on('close', () => clearTimeout(timer));
+    // The lease goes back once the end has been handed to the socket; until then the stream's
+    // send clock runs (`EventStream.finish`), so a client that reads nothing is cut.
+    this.response.on('finish', onFinish);
+    this.response.end();
   }
 
   destroy(): void {
