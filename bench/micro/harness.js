@@ -145,7 +145,7 @@ function finish(title, production, alternative, times, ratios) {
  * Prints a comparison.
  * @param {{ title: string, production: { name: string, ns: number }, alternative: { name: string, ns: number }, ratio: number, rounds: number }} result
  */
-function report(result) {
+export function report(result) {
   const { title, production, alternative, ratio, rounds } = result;
   console.log(
     `${title}\n  production  ${format(production.ns).padStart(14)}  ${production.name}\n  alternative ${format(alternative.ns).padStart(14)}  ${alternative.name}\n` +

@@ -21,6 +21,7 @@ export const FILES = [
   'answer-bytes.js',
   'jitter-steps.js',
   'many-wake.js',
+  'stream-repoll.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
