@@ -1,5 +1,5 @@
 /**
- * Event streams poll again after writing a publish's events in a microtask, once every stream
+ * Event streams poll again after writing a publish's events on the next turn of the event loop, once every stream
  * the publish woke has written (`EventStream.again`, src/http/sse.ts), against polling again
  * right after each write. What is timed is the publish itself, which writes every stream's
  * events: how long the last of 1,000 streams waits for its bytes. The streams write into sinks
@@ -64,7 +64,7 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 report({
   title: `a publish written to ${STREAMS} event streams, until the last has its bytes`,
-  production: { name: 'poll again in a microtask, after every stream has written', ns: median(times.production) },
+  production: { name: 'poll again on the next turn, after every stream has written', ns: median(times.production) },
   alternative: { name: 'poll again right after each write', ns: median(times.alternative) },
   ratio: median(ratios),
   rounds: ROUNDS,

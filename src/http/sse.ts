@@ -90,6 +90,9 @@ function eventsOf(answer: Answer<unknown>, many: boolean, positions: Map<string,
 
 /** Streams that wrote an answer and poll again once the publish that woke them is over. */
 const again: EventStream[] = [];
+/** `setImmediate` where there is one (Node, Bun), else a zero timeout. */
+const nextTurn: (callback: () => void) => void =
+  (globalThis as { setImmediate?: (callback: () => void) => void }).setImmediate ?? ((callback) => void setTimeout(callback, 0));
 
 /** Why a stream's held poll is forgotten. */
 const gone = new LongPollError('internal', 'The stream ended');
@@ -265,12 +268,15 @@ export class EventStream extends PollTicket<unknown> {
   }
 
   /**
-   * Polls again after writing messages, in a microtask: once every stream the same publish woke
-   * has written its events, so the writes of a fanout are not held up by the polls that follow
-   * them (bench/micro/stream-repoll.js). Nothing is missed: the poll reads from the cursor.
+   * Polls again after writing messages, on the next turn of the event loop: once every stream
+   * the same publish woke has written its events and Node has handed them to the sockets (it
+   * uncorks them in a `process.nextTick`, which runs after the microtasks of a publish made in a
+   * promise continuation), so the writes of a fanout
+   * are not held up by the polls that follow them (bench/micro/stream-repoll.js). Nothing is
+   * missed: the poll reads from the cursor.
    */
   protected again(): void {
-    if (again.push(this) === 1) queueMicrotask(EventStream.#pollAgain);
+    if (again.push(this) === 1) nextTurn(EventStream.#pollAgain);
   }
 
   /** Polls from the last cursor now (what {@link again} defers). */
