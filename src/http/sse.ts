@@ -61,15 +61,24 @@ function messageEvent(id: Cursor | undefined, message: Message<unknown>): string
 }
 
 /**
- * The events of an answer. Each carries the cursor just after its message: on one channel the
- * engine's (`Batch.cursors`); on many (`positions`: where each channel was before the answer,
- * `undefined` when that is not known), the composite cursor with that message's channel moved.
- * A message whose cursor is unknown (an engine without `Batch.cursors`, or the first answer of a
- * many-channel stream that started after the newest messages without a cursor) has no `id:`,
- * and a client cut just after it gets it again: a duplicate, never a gap. The last message
- * always has the answer's cursor.
+ * Where each of many channels was before an answer, as {@link eventsOf} moves them: `unknown`
+ * lists the channels whose position only the broker knew (a stream with `firstMessage: 'newest'`
+ * whose cursor did not name them), which an `id:` must not leave out.
  */
-function eventsOf(answer: Answer<unknown>, many: boolean, positions: Map<string, Cursor | undefined> | undefined): string {
+interface Positions {
+  readonly positions: Map<string, Cursor | undefined>;
+  readonly unknown: Set<string>;
+}
+
+/**
+ * The events of an answer. Each carries the cursor just after its message: on one channel the
+ * engine's (`Batch.cursors`); on many (`before`: where each channel was before the answer), the
+ * composite cursor with that message's channel moved. A message whose cursor is unknown (an
+ * engine without `Batch.cursors`, or a many-channel stream with `firstMessage: 'newest'` before
+ * a message of each channel its cursor did not name) has no `id:`, and a client cut just after
+ * it gets it again: a duplicate, never a gap. The last message always has the answer's cursor.
+ */
+function eventsOf(answer: Answer<unknown>, before: Positions | undefined): string {
   const { messages, cursor } = answer.result;
   const { cursors } = answer;
   let text = '';
@@ -77,11 +86,13 @@ function eventsOf(answer: Answer<unknown>, many: boolean, positions: Map<string,
   for (let i = 0; i < last; i++) {
     const message = messages[i]!;
     let id = cursors?.[i];
-    if (many) {
-      if (positions && id !== undefined) {
+    if (before) {
+      const { positions, unknown } = before;
+      if (id !== undefined) {
         positions.set(message.channel, id);
-        id = encodeComposite(positions);
-      } else id = undefined;
+        unknown.delete(message.channel);
+      }
+      id = id !== undefined && unknown.size === 0 ? encodeComposite(positions) : undefined;
     }
     text += messageEvent(id, message);
   }
@@ -245,8 +256,8 @@ export class EventStream extends PollTicket<unknown> {
       chunk =
         typeof target === 'string'
           ? // Every stream a publish wakes on one channel writes the same bytes.
-            (answer.events ??= encode(eventsOf(answer, false, undefined)))
-          : encode(eventsOf(answer, true, this.#positions(target)));
+            (answer.events ??= encode(eventsOf(answer, undefined)))
+          : encode(eventsOf(answer, this.#positions(target, answer)));
     } else if (!this.#started) {
       // The first read found nothing: the client learns where it starts, unless it said so
       // itself. A composite cursor that lacks a listed channel did not: with 'newest', that
@@ -309,14 +320,23 @@ export class EventStream extends PollTicket<unknown> {
   }
 
   /**
-   * Where each of many channels was before the answer being written. No cursor means everything
-   * retained, which is a place to resume from; unless the stream started after the newest
-   * messages, whose positions only the broker knew.
+   * Where each of many channels was before `answer`. No position means everything retained,
+   * which is a place to resume from; unless the stream reads with `firstMessage: 'newest'`:
+   * then the channel started at its newest message, a position only the broker knew. The
+   * answer's cursor still has it for a channel the answer has no message of; the others are
+   * known once the events reach one of their messages.
    */
-  #positions(list: readonly string[]): Map<string, Cursor | undefined> | undefined {
-    const cursor = this.#cursor;
-    if (cursor === undefined && this.settings.firstMessage === 'newest') return undefined;
-    return decodeComposite(cursor, list);
+  #positions(list: readonly string[], answer: Answer<unknown>): Positions {
+    const positions = decodeComposite(this.#cursor, list);
+    const unknown = new Set<string>();
+    if (this.settings.firstMessage !== 'newest') return { positions, unknown };
+    let after: Map<string, Cursor | undefined> | undefined;
+    for (const [channel, position] of positions) {
+      if (position !== undefined) continue;
+      if (answer.result.messages.some((message) => message.channel === channel)) unknown.add(channel);
+      else positions.set(channel, (after ??= decodeComposite(answer.result.cursor, list)).get(channel));
+    }
+    return { positions, unknown };
   }
 
   /** Polls from the last cursor: at once for the first read, then up to a heartbeat. */
