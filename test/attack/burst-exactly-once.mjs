@@ -1,0 +1,160 @@
+// A publish burst on K channels at once, read by single-channel streams, many-channel streams and
+// many-channel long polls that are cut at random and resume (Last-Event-ID / cursor), with
+// pipelined requests behind some polls. Checks that every client gets each channel's messages
+// exactly once and in order. Engine: memory (default), redis or postgres (127.0.0.1, unique
+// prefix, cleaned up). Usage: node test/attack/burst-exactly-once.mjs [memory|redis|postgres] [K] [rounds] [clients]
+import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
+import { Broker } from '../../dist/index.js';
+import { longPoll } from '../../dist/adapters/node.js';
+
+const engineName = process.argv[2] ?? 'memory';
+const K = Number(process.argv[3] ?? 8);
+const ROUNDS = Number(process.argv[4] ?? 200);
+const CLIENTS = Number(process.argv[5] ?? 30);
+const FIRST = process.env.FIRST ?? 'oldest';
+const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); }, 90_000);
+const prefix = `rt2-${process.pid}-${Date.now()}`;
+let engine;
+let cleanup = async () => {};
+if (engineName === 'redis') {
+  const { RedisEngine } = await import('../../dist/redis/index.js');
+  const { Redis } = await import('ioredis');
+  const url = 'redis://127.0.0.1:6379';
+  const redis = new Redis(url);
+  engine = new RedisEngine({ redis, prefix: `${prefix}:`, capacity: 100000 });
+  cleanup = async () => { const keys = await redis.keys(`${prefix}:*`); if (keys.length) await redis.del(...keys); console.log(`removed ${keys.length} Redis keys`); redis.disconnect(); };
+} else if (engineName === 'postgres') {
+  const { PostgresEngine } = await import('../../dist/postgres/index.js');
+  const pg = (await import('pg')).default;
+  const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/test', max: 20 });
+  const pgPrefix = `rt2_${process.pid}_${Date.now()}`;
+  engine = new PostgresEngine({ pool, prefix: pgPrefix, capacity: 100000 });
+  await engine.migrate();
+  cleanup = async () => {
+    const client = await pool.connect();
+    await client.query(`DROP TABLE IF EXISTS ${pgPrefix}_messages, ${pgPrefix}_channels, ${pgPrefix}_settings CASCADE`);
+    const { rows } = await client.query(`SELECT p.oid::regprocedure::text AS s FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema() AND p.proname LIKE $1`, [`${pgPrefix}\\_%`]);
+    for (const { s } of rows) await client.query(`DROP FUNCTION IF EXISTS ${s} CASCADE`);
+    console.log(`dropped ${pgPrefix} tables and ${rows.length} functions`);
+    client.release();
+    await pool.end();
+  };
+}
+const broker = new Broker(engine ? { engine } : { capacity: 100000 });
+const server = createServer(longPoll(broker, { prefix: '/c', publish: true, firstMessage: FIRST, heartbeat: 1000 }));
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const { port } = server.address();
+const channels = Array.from({ length: K }, (_, i) => `ch${i}`);
+
+function newClient(kind, name) {
+  return { kind, name, seen: new Map(), dups: 0, gaps: 0, disorder: 0, reconnects: 0, errors: [] };
+}
+function record(client, message) {
+  const { channel, data } = message;
+  const last = client.seen.get(channel) ?? -1;
+  if (data.seq <= last) client.dups++;
+  else { if (data.seq !== last + 1) client.gaps++; client.seen.set(channel, data.seq); }
+}
+let done = false;
+
+// A stream, cut at random and resumed with Last-Event-ID.
+function runStream(client, path) {
+  let lastId;
+  const open = () => new Promise((resolve) => {
+    if (done) return resolve();
+    const headers = { accept: 'text/event-stream' };
+    if (lastId !== undefined) headers['last-event-id'] = lastId;
+    const req = request({ host: '127.0.0.1', port, path, headers }, (res) => {
+      if (res.statusCode !== 200) { client.errors.push(`status ${res.statusCode}`); res.resume(); res.on('end', resolve); return; }
+      res.setEncoding('utf8');
+      let pending = '';
+      const cutAfter = Math.random() < 0.7 ? Math.floor(Math.random() * 400) : Infinity;
+      let events = 0;
+      res.on('data', (piece) => {
+        pending += piece;
+        let end;
+        while ((end = pending.indexOf('\n\n')) !== -1) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          let id, event, data;
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id: ')) id = line.slice(4);
+            else if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data = line.slice(6);
+          }
+          if (event === 'message') { record(client, JSON.parse(data)); events++; }
+          if (id !== undefined) lastId = id;
+          if (events >= cutAfter) { client.reconnects++; req.destroy(); resolve(); return; }
+        }
+      });
+      res.on('end', resolve);
+      res.on('error', resolve);
+    });
+    req.on('error', resolve);
+    req.end();
+  });
+  return (async () => { while (!done) await open(); })();
+}
+
+// Long polls with a cursor, some with a pipelined request behind them on the same socket.
+async function runPolls(client, path) {
+  let cursor;
+  while (!done) {
+    const url = `${path}${path.includes('?') ? '&' : '?'}wait=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const pipeline = Math.random() < 0.3;
+    const text = await new Promise((resolve) => {
+      const socket = connect({ port, host: '127.0.0.1' });
+      let body = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => { body += d; });
+      socket.on('error', () => resolve(body));
+      socket.on('close', () => resolve(body));
+      socket.write(`GET ${url} HTTP/1.1\r\nHost: x\r\n${pipeline ? '' : 'Connection: close\r\n'}\r\n`);
+      if (pipeline) setTimeout(() => socket.write(`GET ${url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`), Math.random() * 5);
+    });
+    // Take the first response's body (the answer to the first request).
+    const first = text.split('HTTP/1.1 ').filter(Boolean)[0] ?? '';
+    const bodyStart = first.indexOf('\r\n\r\n');
+    const bodyText = first.slice(bodyStart + 4);
+    if (!first.startsWith('200') && !first.startsWith('204')) { if (!done) client.errors.push(first.slice(0, 60)); await new Promise((r) => setTimeout(r, 20)); continue; }
+    if (first.startsWith('204')) continue;
+    let result;
+    try { result = JSON.parse(bodyText); } catch { client.errors.push(`bad body ${bodyText.slice(0, 80)}`); continue; }
+    for (const message of result.messages) record(client, message);
+    cursor = result.cursor;
+  }
+}
+
+const clients = [];
+const runs = [];
+for (let i = 0; i < CLIENTS; i++) {
+  const kind = i % 3;
+  if (kind === 0) { const ch = channels[i % K]; const c = newClient('stream1', ch); c.only = ch; clients.push(c); runs.push(runStream(c, `/c/${ch}`)); }
+  else if (kind === 1) { const c = newClient('streamMany', 'all'); clients.push(c); runs.push(runStream(c, `/c?channels=${channels.join(',')}`)); }
+  else { const c = newClient('pollMany', 'all'); clients.push(c); runs.push(runPolls(c, `/c?channels=${channels.join(',')}`)); }
+}
+await new Promise((r) => setTimeout(r, 500));
+const started = Date.now();
+for (let round = 0; round < ROUNDS; round++) {
+  await Promise.all(channels.map((channel) => broker.publish(channel, { seq: round })));
+  if (round % 50 === 0) await new Promise((r) => setImmediate(r));
+}
+const publishedMs = Date.now() - started;
+// Wait until everyone has everything (bounded).
+const deadline = Date.now() + 20_000;
+const complete = (c) => (c.only ? [c.only] : channels).every((ch) => (c.seen.get(ch) ?? -1) === ROUNDS - 1);
+while (Date.now() < deadline && !clients.every(complete)) await new Promise((r) => setTimeout(r, 50));
+const tookMs = Date.now() - started;
+done = true;
+const sum = (f) => clients.reduce((a, c) => a + f(c), 0);
+const incomplete = clients.filter((c) => !complete(c));
+console.log(JSON.stringify({ engine: engineName, first: FIRST, K, ROUNDS, CLIENTS, publishedMs, tookMs, dups: sum((c) => c.dups), gaps: sum((c) => c.gaps), reconnects: sum((c) => c.reconnects), incomplete: incomplete.map((c) => `${c.kind}:${[...c.seen].map(([k, v]) => `${k}=${v}`).join(',')}`).slice(0, 5), errors: clients.flatMap((c) => c.errors).slice(0, 5), errorCount: sum((c) => c.errors.length) }));
+console.log('stats before close', JSON.stringify(broker.stats()));
+await broker.close();
+server.closeAllConnections?.();
+await new Promise((r) => server.close(r));
+await Promise.race([Promise.all(runs), new Promise((r) => setTimeout(r, 3000))]);
+await cleanup();
+clearTimeout(hard);
+process.exit(0);
