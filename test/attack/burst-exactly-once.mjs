@@ -97,6 +97,74 @@ function runStream(client, path) {
   return (async () => { while (!done) await open(); })();
 }
 
+// A stream on a raw socket that, after a few events, pipelines a request behind it: the stream
+// must end normally (its last chunk), the pipelined request be answered, and the client resume.
+function runPipelinedStream(client, path) {
+  let lastId;
+  client.endDelays = [];
+  const open = () => new Promise((resolve) => {
+    if (done) return resolve();
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.setEncoding('latin1');
+    let raw = '';
+    let headerDone = false;
+    let body = '';
+    let pending = '';
+    let events = 0;
+    let pipelinedAt = 0;
+    let streamEnded = false;
+    const cutAfter = 1 + Math.floor(Math.random() * 300);
+    const finish = () => { socket.destroy(); resolve(); };
+    socket.on('error', finish);
+    socket.on('close', finish);
+    socket.on('data', (piece) => {
+      raw += piece;
+      if (!headerDone) {
+        const end = raw.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        if (!raw.startsWith('HTTP/1.1 200')) { client.errors.push(raw.slice(0, 40)); finish(); return; }
+        headerDone = true;
+        raw = raw.slice(end + 4);
+      }
+      // chunked decoding
+      for (;;) {
+        if (streamEnded) {
+          if (/HTTP\/1\.1 \d{3}/.test(raw) && raw.includes('\r\n\r\n')) { client.endDelays.push(Date.now() - pipelinedAt); finish(); }
+          return;
+        }
+        const line = raw.indexOf('\r\n');
+        if (line === -1) return;
+        const size = parseInt(raw.slice(0, line), 16);
+        if (raw.length < line + 2 + size + 2) return;
+        if (size === 0) { streamEnded = true; raw = raw.slice(line + 4); continue; }
+        body += Buffer.from(raw.slice(line + 2, line + 2 + size), 'latin1').toString('utf8');
+        raw = raw.slice(line + 2 + size + 2);
+        let end;
+        while ((end = (pending += body, body = '', pending).indexOf('\n\n')) !== -1) {
+          const block = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          let id, event, data;
+          for (const l of block.split('\n')) {
+            if (l.startsWith('id: ')) id = l.slice(4);
+            else if (l.startsWith('event: ')) event = l.slice(7);
+            else if (l.startsWith('data: ')) data = l.slice(6);
+          }
+          if (event === 'message') { record(client, JSON.parse(data)); events++; }
+          if (id !== undefined) lastId = id;
+          if (events >= cutAfter && !pipelinedAt) {
+            pipelinedAt = Date.now();
+            client.reconnects++;
+            socket.write(`GET /c/zzz?wait=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+          }
+        }
+      }
+    });
+    const headers = lastId === undefined ? '' : `Last-Event-ID: ${lastId}\r\n`;
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n${headers}\r\n`);
+  });
+  return (async () => { while (!done) await open(); })();
+}
+
 // Long polls with a cursor, some with a pipelined request behind them on the same socket.
 async function runPolls(client, path) {
   let cursor;
@@ -129,10 +197,11 @@ async function runPolls(client, path) {
 const clients = [];
 const runs = [];
 for (let i = 0; i < CLIENTS; i++) {
-  const kind = i % 3;
+  const kind = i % 4;
   if (kind === 0) { const ch = channels[i % K]; const c = newClient('stream1', ch); c.only = ch; clients.push(c); runs.push(runStream(c, `/c/${ch}`)); }
   else if (kind === 1) { const c = newClient('streamMany', 'all'); clients.push(c); runs.push(runStream(c, `/c?channels=${channels.join(',')}`)); }
-  else { const c = newClient('pollMany', 'all'); clients.push(c); runs.push(runPolls(c, `/c?channels=${channels.join(',')}`)); }
+  else if (kind === 2) { const c = newClient('pollMany', 'all'); clients.push(c); runs.push(runPolls(c, `/c?channels=${channels.join(',')}`)); }
+  else { const c = newClient('pipelinedStream', 'all'); clients.push(c); runs.push(runPipelinedStream(c, `/c?channels=${channels.join(',')}`)); }
 }
 await new Promise((r) => setTimeout(r, 500));
 const started = Date.now();
@@ -149,7 +218,7 @@ const tookMs = Date.now() - started;
 done = true;
 const sum = (f) => clients.reduce((a, c) => a + f(c), 0);
 const incomplete = clients.filter((c) => !complete(c));
-console.log(JSON.stringify({ engine: engineName, first: FIRST, K, ROUNDS, CLIENTS, publishedMs, tookMs, dups: sum((c) => c.dups), gaps: sum((c) => c.gaps), reconnects: sum((c) => c.reconnects), incomplete: incomplete.map((c) => `${c.kind}:${[...c.seen].map(([k, v]) => `${k}=${v}`).join(',')}`).slice(0, 5), errors: clients.flatMap((c) => c.errors).slice(0, 5), errorCount: sum((c) => c.errors.length) }));
+console.log(JSON.stringify({ engine: engineName, first: FIRST, K, ROUNDS, CLIENTS, publishedMs, tookMs, dups: sum((c) => c.dups), gaps: sum((c) => c.gaps), reconnects: sum((c) => c.reconnects), incomplete: incomplete.map((c) => `${c.kind}:${[...c.seen].map(([k, v]) => `${k}=${v}`).join(',')}`).slice(0, 5), errors: clients.flatMap((c) => c.errors).slice(0, 5), errorCount: sum((c) => c.errors.length), pipelinedEndMaxMs: Math.max(0, ...clients.flatMap((c) => c.endDelays ?? [])), pipelinedEnds: clients.flatMap((c) => c.endDelays ?? []).length }));
 console.log('stats before close', JSON.stringify(broker.stats()));
 await broker.close();
 server.closeAllConnections?.();
