@@ -2,6 +2,7 @@ import type { Batch, Cursor, Engine, Message } from './engine.js';
 import { LongPollError } from './errors.js';
 import { encodeComposite } from './composite-cursor.js';
 import { MAX_LIMIT } from './limits.js';
+import { hashOf } from './channel-tag.js';
 
 /*
  * Reading many channels at once, for `Broker.readMany` and `Broker.pollMany`: the list of
@@ -27,14 +28,20 @@ export function channelsOf(channels: unknown): readonly string[] {
 
 /**
  * How many messages each channel gets out of `limit`, one at a time round-robin among those that
- * have any left, so that a backlog on one channel never keeps another's messages out.
+ * have any left, so that a backlog on one channel never keeps another's messages out. When the
+ * limit is smaller than the number of channels with messages, some get none: the round then
+ * starts at the channel `start` picks, or the first listed would always win and a backlog on it
+ * keep every later channel out for as long as it lasts.
  */
-function shareRoundRobin(available: readonly number[], limit: number): number[] {
+function shareRoundRobin(available: readonly number[], limit: number, start: () => number): number[] {
   const shares = available.map(() => 0);
+  const count = available.length;
+  const first = limit < available.filter((n) => n > 0).length ? start() % count : 0;
   let left = limit;
   while (left > 0) {
     let gave = false;
-    for (let i = 0; i < available.length && left > 0; i++) {
+    for (let j = 0; j < count && left > 0; j++) {
+      const i = (first + j) % count;
       if (shares[i]! < available[i]!) {
         shares[i]!++;
         left--;
@@ -44,6 +51,17 @@ function shareRoundRobin(available: readonly number[], limit: number): number[] 
     if (!gave) break;
   }
   return shares;
+}
+
+/**
+ * Where a short round starts: a hash of the positions, which move with every answer, so that
+ * each channel comes first in turn as a client reads on (and the same read answers the same).
+ * Read from nothing, the first listed channel.
+ */
+function startOf(positions: ReadonlyMap<string, Cursor | undefined>): number {
+  let hash = 0;
+  for (const cursor of positions.values()) if (cursor !== undefined) hash = (Math.imul(hash, 31) + hashOf(cursor)) >>> 0;
+  return hash;
 }
 
 /** `read()` as `Promise.allSettled` reports it. */
@@ -118,6 +136,7 @@ export async function readMany<T>(
   const shares = shareRoundRobin(
     batches.map((batch) => batch.messages.length),
     limit,
+    () => startOf(positions),
   );
   // A channel that got less than it had needs the cursor just after the last message it returns:
   // the engine's per-message cursor, or else a second read up to its share. A publish may evict
