@@ -13,6 +13,9 @@ const K = Number(process.argv[3] ?? 8);
 const ROUNDS = Number(process.argv[4] ?? 200);
 const CLIENTS = Number(process.argv[5] ?? 30);
 const FIRST = process.env.FIRST ?? 'oldest';
+// A small CAPACITY makes slow readers fall behind: a gap is then allowed only after a `reset`
+// event (streams) or a 410 (polls), on the next message of each channel.
+const CAPACITY = Number(process.env.CAPACITY ?? 100000);
 const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); }, 90_000);
 const prefix = `rt2-${process.pid}-${Date.now()}`;
 let engine;
@@ -22,14 +25,14 @@ if (engineName === 'redis') {
   const { Redis } = await import('ioredis');
   const url = 'redis://127.0.0.1:6379';
   const redis = new Redis(url);
-  engine = new RedisEngine({ redis, prefix: `${prefix}:`, capacity: 100000 });
+  engine = new RedisEngine({ redis, prefix: `${prefix}:`, capacity: CAPACITY });
   cleanup = async () => { const keys = await redis.keys(`${prefix}:*`); if (keys.length) await redis.del(...keys); console.log(`removed ${keys.length} Redis keys`); redis.disconnect(); };
 } else if (engineName === 'postgres') {
   const { PostgresEngine } = await import('../../dist/postgres/index.js');
   const pg = (await import('pg')).default;
   const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/test', max: 20 });
   const pgPrefix = `rt2_${process.pid}_${Date.now()}`;
-  engine = new PostgresEngine({ pool, prefix: pgPrefix, capacity: 100000 });
+  engine = new PostgresEngine({ pool, prefix: pgPrefix, capacity: CAPACITY });
   await engine.migrate();
   cleanup = async () => {
     const client = await pool.connect();
@@ -41,20 +44,25 @@ if (engineName === 'redis') {
     await pool.end();
   };
 }
-const broker = new Broker(engine ? { engine } : { capacity: 100000 });
+const broker = new Broker(engine ? { engine } : { capacity: CAPACITY });
+const tell = (client) => { client.resets++; for (const channel of channels) client.told.add(channel); };
 const server = createServer(longPoll(broker, { prefix: '/c', publish: true, firstMessage: FIRST, heartbeat: 1000 }));
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const { port } = server.address();
 const channels = Array.from({ length: K }, (_, i) => `ch${i}`);
 
 function newClient(kind, name) {
-  return { kind, name, seen: new Map(), dups: 0, gaps: 0, disorder: 0, reconnects: 0, errors: [] };
+  return { kind, name, seen: new Map(), dups: 0, gaps: 0, toldGaps: 0, resets: 0, told: new Set(), disorder: 0, reconnects: 0, errors: [] };
 }
 function record(client, message) {
   const { channel, data } = message;
   const last = client.seen.get(channel) ?? -1;
   if (data.seq <= last) client.dups++;
-  else { if (data.seq !== last + 1) client.gaps++; client.seen.set(channel, data.seq); }
+  else {
+    if (data.seq !== last + 1) { if (client.told.has(channel)) client.toldGaps++; else client.gaps++; }
+    client.told.delete(channel);
+    client.seen.set(channel, data.seq);
+  }
 }
 let done = false;
 
@@ -84,6 +92,7 @@ function runStream(client, path) {
             else if (line.startsWith('data: ')) data = line.slice(6);
           }
           if (event === 'message') { record(client, JSON.parse(data)); events++; }
+          if (event === 'reset') tell(client);
           if (id !== undefined) lastId = id;
           if (events >= cutAfter) { client.reconnects++; req.destroy(); resolve(); return; }
         }
@@ -150,6 +159,7 @@ function runPipelinedStream(client, path) {
             else if (l.startsWith('data: ')) data = l.slice(6);
           }
           if (event === 'message') { record(client, JSON.parse(data)); events++; }
+          if (event === 'reset') tell(client);
           if (id !== undefined) lastId = id;
           if (events >= cutAfter && !pipelinedAt) {
             pipelinedAt = Date.now();
@@ -184,7 +194,19 @@ async function runPolls(client, path) {
     // Take the first response's body (the answer to the first request).
     const first = text.split('HTTP/1.1 ').filter(Boolean)[0] ?? '';
     const bodyStart = first.indexOf('\r\n\r\n');
-    const bodyText = first.slice(bodyStart + 4);
+    let bodyText = first.slice(bodyStart + 4);
+    if (/transfer-encoding: chunked/i.test(first.slice(0, bodyStart))) {
+      let out = '';
+      for (let rest = bodyText; ;) {
+        const line = rest.indexOf('\r\n');
+        const size = parseInt(rest.slice(0, line), 16);
+        if (!(size > 0)) break;
+        out += rest.slice(line + 2, line + 2 + size);
+        rest = rest.slice(line + 2 + size + 2);
+      }
+      bodyText = out;
+    }
+    if (first.startsWith('410')) { const problem = JSON.parse(bodyText); cursor = problem.earliestCursor; tell(client); continue; }
     if (!first.startsWith('200') && !first.startsWith('204')) { if (!done) client.errors.push(first.slice(0, 60)); await new Promise((r) => setTimeout(r, 20)); continue; }
     if (first.startsWith('204')) continue;
     let result;
@@ -218,7 +240,7 @@ const tookMs = Date.now() - started;
 done = true;
 const sum = (f) => clients.reduce((a, c) => a + f(c), 0);
 const incomplete = clients.filter((c) => !complete(c));
-console.log(JSON.stringify({ engine: engineName, first: FIRST, K, ROUNDS, CLIENTS, publishedMs, tookMs, dups: sum((c) => c.dups), gaps: sum((c) => c.gaps), reconnects: sum((c) => c.reconnects), incomplete: incomplete.map((c) => `${c.kind}:${[...c.seen].map(([k, v]) => `${k}=${v}`).join(',')}`).slice(0, 5), errors: clients.flatMap((c) => c.errors).slice(0, 5), errorCount: sum((c) => c.errors.length), pipelinedEndMaxMs: Math.max(0, ...clients.flatMap((c) => c.endDelays ?? [])), pipelinedEnds: clients.flatMap((c) => c.endDelays ?? []).length }));
+console.log(JSON.stringify({ engine: engineName, first: FIRST, K, ROUNDS, CLIENTS, publishedMs, tookMs, dups: sum((c) => c.dups), gaps: sum((c) => c.gaps), toldGaps: sum((c) => c.toldGaps), resets: sum((c) => c.resets), reconnects: sum((c) => c.reconnects), incomplete: incomplete.map((c) => `${c.kind}:${[...c.seen].map(([k, v]) => `${k}=${v}`).join(',')}`).slice(0, 5), errors: clients.flatMap((c) => c.errors).slice(0, 5), errorCount: sum((c) => c.errors.length), resetsByKind: clients.reduce((a, c) => ({ ...a, [c.kind]: `${((a[c.kind] ?? "0/0").split("/").map(Number)[0] + c.resets)}/${((a[c.kind] ?? "0/0").split("/").map(Number)[1] + c.toldGaps)}` }), {}), pipelinedEndMaxMs: Math.max(0, ...clients.flatMap((c) => c.endDelays ?? [])), pipelinedEnds: clients.flatMap((c) => c.endDelays ?? []).length }));
 console.log('stats before close', JSON.stringify(broker.stats()));
 await broker.close();
 server.closeAllConnections?.();
