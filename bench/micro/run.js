@@ -22,6 +22,7 @@ export const FILES = [
   'jitter-steps.js',
   'many-wake.js',
   'stream-repoll.js',
+  'expiry-lists.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
