@@ -23,6 +23,7 @@ export const FILES = [
   'many-wake.js',
   'stream-repoll.js',
   'expiry-lists.js',
+  'channel-keys.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
