@@ -6,6 +6,7 @@ import { decodeComposite, encodeComposite } from './composite-cursor.js';
 import { channelsOf, readMany, tailOf } from './read-many.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
+import { Expiries } from './expiry.js';
 import { emitGuarded } from './guarded-emit.js';
 import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
@@ -148,7 +149,8 @@ class PromiseTicket<T> extends PollTicket<T> implements EventListenerObject {
 export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   readonly #engine: Engine;
   readonly #ready: Promise<void> | undefined;
-  readonly #registry: Registry<T> = { channels: new Map(), held: 0 };
+  readonly #registry: Registry<T> = { channels: new Map(), held: 0, expire: (waiter) => this.#expire(waiter) };
+  readonly #expiries = new Expiries();
   readonly #channels = this.#registry.channels;
   #active = 0;
   /** Deliveries made inside a publish's `append`, reported after its `publish` event. */
@@ -555,16 +557,15 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
 
   #hold(state: ChannelState<T>, cursor: Cursor, limit: number, wait: number, ticket: PollTicket<T>): void {
     const waiter = new Waiter(cursor, limit, state, this.#registry, ticket);
-    // Cleared when the poll is answered or forgotten; ref'd on purpose, so a script that awaits a
-    // poll does not exit while the poll is pending.
-    if (wait !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expire, wait, waiter);
+    // Taken off its list when the poll is answered or forgotten.
+    if (wait !== Number.POSITIVE_INFINITY) this.#expiries.add(waiter, wait);
   }
 
-  readonly #expire = (waiter: Waiter<T>): void => {
+  #expire(waiter: Waiter<T>): void {
     if (!waiter.detach()) return;
     waiter.ticket.resolve(timedOut(waiter.cursor));
     this.#report('timeout', waiter.state.channel);
-  };
+  }
 
   #appended(channel: string, state = this.#channels.get(channel)): void {
     if (!state) return;

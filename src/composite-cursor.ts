@@ -29,14 +29,28 @@ function secondHashOf(channel: string): number {
 }
 
 /**
- * The key of a channel's entry: 64 bits of hash, not the engines' 32-bit tag alone. The entry
+ * The key of a channel's entry (exported for its micro-benchmark): 64 bits of hash, not the engines' 32-bit tag alone. The entry
  * is matched to a listed channel by its key only, and the engine's cursor inside carries that
  * same 32-bit tag, so two channels whose tags collide (`c693596` and `c1170850` do) would take
  * each other's positions when the list is reordered or one of them leaves it: a silent gap.
  */
-function keyOf(channel: string): string {
-  return `${hashOf(channel).toString(36)}_${secondHashOf(channel).toString(36)}`;
+export function keyOf(channel: string): string {
+  let key = keys.get(channel);
+  if (key === undefined) {
+    if (keys.size >= MAX_KEYS) keys.clear();
+    key = `${hashOf(channel).toString(36)}_${secondHashOf(channel).toString(36)}`;
+    keys.set(channel, key);
+  }
+  return key;
 }
+
+/**
+ * The keys of channel names seen lately: a many-channel poll keys each of its channels several
+ * times per request (bench/micro/channel-keys.js). At most {@link MAX_KEYS}, then cleared, so a
+ * flood of names costs no memory beyond that.
+ */
+const keys = new Map<string, string>();
+const MAX_KEYS = 4096;
 
 /** Positions by channel: `undefined` reads everything retained. */
 export type Positions = ReadonlyMap<string, Cursor | undefined>;

@@ -1,12 +1,15 @@
 import type { Cursor } from './engine.js';
 import { DEFAULT_LIMIT } from './limits.js';
 import { encodeComposite } from './composite-cursor.js';
+import type { Expiring, ExpiryList } from './expiry.js';
 import { timedOut, type HeldPoll, type PollTicket } from './poll.js';
 
 /** The channels of one broker and the number of polls it holds, shared with its waiters. */
 export interface Registry<T> {
   readonly channels: Map<string, ChannelState<T>>;
   held: number;
+  /** What the broker does when a held poll's wait runs out. */
+  readonly expire: (waiter: Waiter<T>) => void;
 }
 
 /** What a broker keeps per channel while the channel has waiters or polls reading. */
@@ -31,11 +34,15 @@ export function isIdle<T>(state: ChannelState<T>): boolean {
 }
 
 /**
- * A held poll: where it waits, its timer, and the ticket its answer goes to. The ticket points
- * back at it (`ticket.held`) so that a closed connection or an aborted signal forgets it at once.
+ * A held poll: where it waits, when its wait runs out (its place in an {@link ExpiryList}), and
+ * the ticket its answer goes to. The ticket points back at it (`ticket.held`) so that a closed
+ * connection or an aborted signal forgets it at once.
  */
-export class Waiter<T> implements HeldPoll {
-  timer: ReturnType<typeof setTimeout> | undefined;
+export class Waiter<T> implements HeldPoll, Expiring {
+  expiresAt = 0;
+  previous: Expiring | undefined = undefined;
+  next: Expiring | undefined = undefined;
+  list: ExpiryList | undefined = undefined;
 
   constructor(
     readonly cursor: Cursor,
@@ -56,7 +63,7 @@ export class Waiter<T> implements HeldPoll {
   detach(): boolean {
     const { state, registry } = this;
     if (!state.waiters.delete(this)) return false;
-    clearTimeout(this.timer);
+    this.list?.remove(this);
     registry.held--;
     this.ticket.held = undefined;
     if (isIdle(state)) registry.channels.delete(state.channel);
@@ -71,6 +78,11 @@ export class Waiter<T> implements HeldPoll {
   /** {@inheritDoc HeldPoll.expire} */
   expire(): void {
     if (this.detach()) this.ticket.resolve(timedOut(this.cursor));
+  }
+
+  /** {@inheritDoc Expiring.expired} */
+  expired(): void {
+    this.registry.expire(this);
   }
 }
 

@@ -22,6 +22,8 @@ export const FILES = [
   'jitter-steps.js',
   'many-wake.js',
   'stream-repoll.js',
+  'expiry-lists.js',
+  'channel-keys.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));

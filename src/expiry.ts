@@ -1,0 +1,92 @@
+/**
+ * When held polls expire. Polls held for the same duration expire in the order they were held,
+ * so one list per duration, with one timer for the first of its entries, does what a timer per
+ * poll would, and a held poll costs four fields instead of a `Timeout` of its own
+ * (bench/micro/expiry-lists.js).
+ */
+
+/** Something that expires once, unless it is taken off its list first. */
+export interface Expiring {
+  /** When it expires, in `performance.now()` milliseconds. */
+  expiresAt: number;
+  /** The entry before it in its list. */
+  previous: Expiring | undefined;
+  /** The entry after it in its list. */
+  next: Expiring | undefined;
+  /** Its list while it waits; {@link ExpiryList.remove} takes it off. */
+  list: ExpiryList | undefined;
+  /** It expired: called once, after it was taken off its list. */
+  expired(): void;
+}
+
+/** The lists of one broker, by duration; a list goes as soon as it is empty. */
+export class Expiries {
+  readonly #lists = new Map<number, ExpiryList>();
+
+  /** `item` expires `duration` ms from now, unless it is removed first. */
+  add(item: Expiring, duration: number): void {
+    let list = this.#lists.get(duration);
+    if (!list) {
+      list = new ExpiryList(duration, this.#lists);
+      this.#lists.set(duration, list);
+    }
+    list.push(item);
+  }
+
+  /** How many lists (so timers) there are: for tests. */
+  get size(): number {
+    return this.#lists.size;
+  }
+}
+
+/** Entries of one duration, in the order they were added, which is the order they expire in. */
+export class ExpiryList {
+  #first: Expiring | undefined = undefined;
+  #last: Expiring | undefined = undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+
+  constructor(
+    readonly duration: number,
+    readonly lists: Map<number, ExpiryList>,
+  ) {}
+
+  /** Adds `item` at the end. */
+  push(item: Expiring): void {
+    item.expiresAt = performance.now() + this.duration;
+    item.list = this;
+    item.previous = this.#last;
+    item.next = undefined;
+    if (this.#last) this.#last.next = item;
+    else this.#first = item;
+    this.#last = item;
+    // Ref'd on purpose, as a poll's own timer was: a script awaiting a poll does not exit.
+    this.#timer ??= setTimeout(this.#fire, this.duration);
+  }
+
+  /** Takes `item` off the list; the list goes when it is empty. */
+  remove(item: Expiring): void {
+    const { previous, next } = item;
+    if (previous) previous.next = next;
+    else this.#first = next;
+    if (next) next.previous = previous;
+    else this.#last = previous;
+    item.previous = item.next = item.list = undefined;
+    if (this.#first) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.lists.get(this.duration) === this) this.lists.delete(this.duration);
+  }
+
+  /** Expires every entry that is due, then waits for the next one. */
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    // A timer may fire up to a millisecond before its entry is due by this clock.
+    const now = performance.now() + 1;
+    for (let item = this.#first; item && item.expiresAt <= now; item = this.#first) {
+      this.remove(item);
+      item.expired();
+    }
+    const first = this.#first;
+    if (first && !this.#timer) this.#timer = setTimeout(this.#fire, Math.max(0, first.expiresAt - performance.now()));
+  };
+}
