@@ -2,8 +2,9 @@
  * `firstMessage: 'newest'` on a many-channel stream whose cursor does not name every listed
  * channel (a client added one to its list and kept its cursor): the channel it lacks starts at
  * its newest message, a position only the server knows, so the stream must say it at once, as
- * a cursorless stream does; else a client cut before any message resumes that channel from a
- * later newest message and misses what came between.
+ * a cursorless stream does, and every event's `id:` must name it; else a client cut before (or
+ * just after) a message resumes that channel from a later newest message and misses what came
+ * between.
  */
 import { afterEach, expect, it } from 'vitest';
 import { Broker } from '../../src/index.js';
@@ -40,5 +41,28 @@ it("sends the full starting cursor at once when the cursor lacks a listed channe
   const second = await openStream(url, { 'last-event-id': lastId });
   await second.waitFor((events) => events.some((event) => event.event === 'message'), 'b1 arrives', 2000);
   expect(second.messages().map((message) => message.data)).toEqual(['b1']);
+  second.close();
+});
+
+it("resumes without a gap from the id of a message of a first answer whose cursor lacked a listed channel (firstMessage 'newest')", async () => {
+  broker = new Broker<unknown>();
+  server = await startServer('node', broker, { firstMessage: 'newest' });
+  const { cursor } = await broker.readMany(['a'], { firstMessage: 'newest' }); // names a only
+  await broker.publish('a', 'a1');
+  await broker.publish('a', 'a2');
+  const url = `${server.origin}${PREFIX}?channels=a,b`;
+  const first = await openStream(url, { 'last-event-id': cursor });
+  await first.waitFor((events) => events.filter((event) => event.event === 'message').length >= 2, 'a1 and a2');
+  await until(() => broker.stats().waiters === 1, 'the stream holds its poll');
+  const a1 = first.events.find((event) => event.event === 'message' && event.data!.includes('"a1"'))!;
+  first.close();
+  await until(() => broker.stats().waiters === 0, 'the stream is gone');
+  await broker.publish('b', 'b1'); // after the stream had read b: the client is owed it
+  // A client cut just after a1 resumes from a1's id (or from the last id before it).
+  const second = await openStream(url, a1.id === undefined ? { 'last-event-id': cursor } : { 'last-event-id': a1.id });
+  await second.waitFor((events) => events.some((event) => event.event === 'message' && event.data!.includes('"b1"')), 'b1 arrives', 2000);
+  const data = second.messages().map((message) => message.data);
+  expect(data).toContain('a2');
+  expect(data).toContain('b1');
   second.close();
 });
