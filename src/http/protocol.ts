@@ -35,8 +35,9 @@ const JITTER_STEPS = 32;
 
 /**
  * `wait` less up to a sixteenth, so that clients that polled together do not re-poll together,
- * in one of 32 steps, so that held polls share Node's per-duration timer lists
- * (bench/micro/jitter-steps.js).
+ * in one of 32 steps, so that held polls share a few per-duration lists: the broker's expiry
+ * lists (src/expiry.ts), each with one timer (bench/micro/jitter-steps.js measures the same
+ * with Node's per-duration timer lists).
  *
  * @internal Exported for its micro-benchmark.
  */
