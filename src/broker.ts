@@ -419,12 +419,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       }
       if (batch.messages.length === 0) continue;
       let answered = 0;
+      // Each poll's answer has its own cursor; the messages, and their text, are the read's.
+      const texts = {};
       for (const waiter of group) {
         if (!waiter.detach()) continue;
         answered++;
         waiter.positions.set(channel, batch.cursor);
         const result = Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor: encodeComposite(waiter.positions), timedOut: false });
-        waiter.ticket.resolve(new Answer(result, batch.json, batch.cursors));
+        waiter.ticket.resolve(new Answer(result, batch.json, batch.cursors, texts));
       }
       if (answered === 0) continue;
       const delivery = { channel, messages: batch.messages.length, polls: answered };

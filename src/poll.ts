@@ -88,12 +88,21 @@ export class Answer<T = JsonValue> {
    *   the messages (`Batch.json`), so that no answer serialises a payload again
    * @param cursors - where the engine said (`Batch.cursors`): the cursor of the message's
    *   channel just after each message; an answer over many channels has them per channel
+   * @param texts - where {@link messageTexts} keeps its texts: answers made from one read share
+   *   it, so that each message is serialised once however many answers it goes to
    */
   constructor(
     readonly result: PollResult<T>,
     readonly messagesJson: string | undefined,
     readonly cursors?: readonly (Cursor | undefined)[],
+    readonly texts: MessageTexts = {},
   ) {}
+
+  /** `JSON.stringify` of each message, made once per read (see the constructor's `texts`). */
+  messageTexts(): readonly string[] {
+    this.texts.list ??= this.result.messages.map((message) => JSON.stringify(message));
+    return this.texts.list;
+  }
 
   /**
    * The answer as Server-Sent Events, made by the first event stream that writes a
@@ -118,6 +127,11 @@ export class Answer<T = JsonValue> {
     this.#bytes ??= encode(this.text);
     return this.#bytes;
   }
+}
+
+/** The JSON text of each message of a read, shared by the answers made from it. @internal */
+export interface MessageTexts {
+  list?: readonly string[];
 }
 
 /** A frozen timeout result and its answer. */

@@ -6,7 +6,7 @@
  */
 import type { Broker } from '../index.js';
 import { decodeComposite, encodeComposite } from '../composite-cursor.js';
-import type { Cursor, Message } from '../engine.js';
+import type { Cursor } from '../engine.js';
 import { LongPollError } from '../errors.js';
 import { encode, PollTicket, startPoll, type Answer, type PollOptions } from '../poll.js';
 
@@ -55,9 +55,12 @@ export function wantsStream(accept: string | undefined): boolean {
 /** A comment line: proxies see bytes, `EventSource` ignores it. */
 const PING = encode(': ping\n\n');
 
-/** One `message` event; `id` is left out when it is not known (see {@link eventsOf}). */
-function messageEvent(id: Cursor | undefined, message: Message<unknown>): string {
-  return `${id === undefined ? '' : `id: ${id}\n`}event: message\ndata: ${JSON.stringify(message)}\n\n`;
+/**
+ * One `message` event, `text` being the message's JSON; no `id:` when it is not known (see
+ * {@link eventsOf}).
+ */
+function messageEvent(id: Cursor | undefined, text: string): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}event: message\ndata: ${text}\n\n`;
 }
 
 /**
@@ -81,6 +84,7 @@ interface Positions {
 function eventsOf(answer: Answer<unknown>, before: Positions | undefined): string {
   const { messages, cursor } = answer.result;
   const { cursors } = answer;
+  const texts = answer.messageTexts();
   let text = '';
   const last = messages.length - 1;
   for (let i = 0; i < last; i++) {
@@ -94,12 +98,15 @@ function eventsOf(answer: Answer<unknown>, before: Positions | undefined): strin
       }
       id = id !== undefined && unknown.size === 0 ? encodeComposite(positions) : undefined;
     }
-    text += messageEvent(id, message);
+    text += messageEvent(id, texts[i]!);
   }
-  return text + messageEvent(cursor, messages[last]!);
+  return text + messageEvent(cursor, texts[last]!);
 }
 
-/** Streams that wrote an answer and poll again once the publish that woke them is over. */
+/**
+ * Streams that wrote an answer and poll again on the next turn: at most every open stream, once
+ * (a stream in it holds no waiter and gets no answer until it polls), emptied every turn.
+ */
 const again: EventStream[] = [];
 /** `setImmediate` where there is one (Node, Bun), else a zero timeout. */
 const nextTurn: (callback: () => void) => void =
@@ -282,15 +289,14 @@ export class EventStream extends PollTicket<unknown> {
    * Polls again after writing messages, on the next turn of the event loop: once every stream
    * the same publish woke has written its events and Node has handed them to the sockets (it
    * uncorks them in a `process.nextTick`, which runs after the microtasks of a publish made in a
-   * promise continuation), so the writes of a fanout
-   * are not held up by the polls that follow them (bench/micro/stream-repoll.js). Nothing is
-   * missed: the poll reads from the cursor.
+   * promise continuation), so the writes of a fanout are not held up by the polls that follow
+   * them (bench/micro/stream-repoll.js). Nothing is missed: the poll reads from the cursor.
    */
   protected again(): void {
     if (again.push(this) === 1) nextTurn(EventStream.#pollAgain);
   }
 
-  /** Polls from the last cursor now (what {@link again} defers). */
+  /** Polls from the last cursor now: what {@link again} defers (its micro-benchmark's alternative). */
   protected pollNow(): void {
     this.#next();
   }
