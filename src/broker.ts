@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { BrokerEvents, Delivery } from './broker-events.js';
-import { decodeComposite, encodeComposite } from './composite-cursor.js';
-import { channelsOf, readMany, tailOf } from './read-many.js';
+import { encodeComposite } from './composite-cursor.js';
+import { readMany, selectionOf, tailOf } from './read-many.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { Expiries } from './expiry.js';
@@ -11,7 +11,7 @@ import { emitGuarded } from './guarded-emit.js';
 import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';
-import { Answer, PollTicket, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
+import { Answer, PollTicket, selectMany, Selection, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
 import { groupWaiters, isIdle, ManyWaiter, Waiter, type ChannelState, type Registry } from './waiter.js';
 
 /** Options of {@link Broker}. */
@@ -273,8 +273,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    *   expired channels moved (to their earliest retained position): the others lose nothing
    */
   async readMany(channels: readonly string[], options: ReadOptions = {}): Promise<PollResult<T>> {
-    const list = channelsOf(channels);
-    const positions = decodeComposite(cursorOf(options ?? {}), list);
+    const { channels: list, positions } = selectionOf(channels, cursorOf(options ?? {}));
     const limit = limitOf(options ?? {});
     const newest = fromNewest(options ?? {});
     if (this.#closed) throw shuttingDown();
@@ -293,32 +292,54 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   pollMany(channels: readonly string[], options: PollOptions = {}): Promise<PollResult<T>> {
     return new Promise<PollResult<T>>((resolve, reject) => {
-      this[startPoll](channels, options ?? {}, new PromiseTicket({ resolve, reject }, options?.signal));
+      this[startPoll](selectionOf(channels, cursorOf(options ?? {})), options ?? {}, new PromiseTicket({ resolve, reject }, options?.signal));
     });
   }
 
   /**
-   * Starts a poll, on one channel or (given an array) many, whose answer goes to `ticket`: what
-   * {@link poll} and {@link pollMany} do, and what the HTTP layer calls so that a held request
-   * keeps no promise. `options.signal` is ignored here: the ticket is cancelled by its owner.
+   * Starts a poll, on one channel or the channels of a {@link Selection}, whose answer goes to
+   * `ticket`: what {@link poll} and {@link pollMany} do, and what the HTTP layer calls so that a
+   * held request keeps no promise. `options.signal` is ignored here: the ticket is cancelled by
+   * its owner; so is `options.cursor` for a selection, which holds its positions.
    *
    * @internal
    */
-  [startPoll](channels: string | readonly string[], options: PollOptions, ticket: PollTicket<T>): void {
-    const polled = typeof channels === 'string' ? this.#poll(channels, options, ticket) : this.#startMany(channels, options, ticket);
+  [startPoll](target: string | Selection, options: PollOptions, ticket: PollTicket<T>): void {
+    let polled: Promise<void>;
+    try {
+      polled = target instanceof Selection ? this.#startMany(target, options, ticket) : this.#poll(target, options, ticket);
+    } catch (error) {
+      ticket.reject(error);
+      return;
+    }
     polled.catch((error: unknown) => ticket.reject(error));
   }
 
-  async #startMany(channels: readonly string[], options: PollOptions, ticket: PollTicket<T>): Promise<void> {
-    const list = channelsOf(channels);
-    const positions = decodeComposite(cursorOf(options), list);
+  /**
+   * Checks `channels` and the composite `cursor` as {@link checkCursor} does, and returns them
+   * decoded, to poll with.
+   *
+   * @internal
+   */
+  [selectMany](channels: readonly string[], cursor: Cursor | undefined): Selection {
+    const selection = selectionOf(channels, cursorOf({ cursor }));
+    for (const [name, position] of selection.positions) {
+      if (position !== undefined) this.#engine.checkCursor?.(name, position);
+    }
+    return selection;
+  }
+
+  /** Throws synchronously for bad options: `[startPoll]` rejects the ticket with it. */
+  #startMany({ channels: list, positions }: Selection, options: PollOptions, ticket: PollTicket<T>): Promise<void> {
     const limit = limitOf(options);
     const wait = waitOf(options);
-    if (fromNewest(options)) {
+    const deadline = wait === 0 ? 0 : Date.now() + wait;
+    if (!fromNewest(options)) return this.#pollMany(list, positions, limit, deadline, ticket);
+    return (async () => {
       if (this.#ready) await this.#ready;
       await this.#fromTail(positions);
-    }
-    await this.#pollMany(list, positions, limit, wait === 0 ? 0 : Date.now() + wait, ticket);
+      await this.#pollMany(list, positions, limit, deadline, ticket);
+    })();
   }
 
   /** Moves every channel without a position to just after its newest message. */
@@ -346,16 +367,17 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       if (this.#ready) await this.#ready;
       for (;;) {
         const versions = states.map((state) => state.version);
-        const { messages, cursors, counts } = await readMany<T>(this.#engine, list, positions, limit);
+        // Synchronous with a synchronous engine: nothing suspends.
+        const read = readMany<T>(this.#engine, list, positions, limit);
+        const { messages, cursors, counts } = read instanceof Promise ? await read : read;
         ticket.throwIfCancelled();
-        const cursor = encodeComposite(positions);
         if (messages.length > 0) {
-          ticket.resolve(new Answer(Object.freeze({ messages, cursor, timedOut: false }), undefined, cursors));
+          ticket.resolve(new Answer(Object.freeze({ messages, cursor: encodeComposite(positions), timedOut: false }), undefined, cursors));
           for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
           return;
         }
         if (deadline <= Date.now() || ticket.expired) {
-          ticket.resolve(timedOut(cursor));
+          ticket.resolve(timedOut(encodeComposite(positions)));
           return;
         }
         if (this.#closed) throw shuttingDown();
@@ -495,13 +517,11 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    * @throws {@link LongPollError} `invalid_channel` or `invalid_cursor`
    */
   checkCursor(channel: string | readonly string[], cursor: Cursor): void {
-    cursorOf({ cursor });
     if (typeof channel !== 'string') {
-      for (const [name, position] of decodeComposite(cursor, channelsOf(channel))) {
-        if (position !== undefined) this.#engine.checkCursor?.(name, position);
-      }
+      this[selectMany](channel, cursor);
       return;
     }
+    cursorOf({ cursor });
     assertChannel(channel);
     this.#engine.checkCursor?.(channel, cursor);
   }

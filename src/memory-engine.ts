@@ -67,7 +67,19 @@ interface History {
   readonly bytes: number;
   /** The highest position that left this channel: a cursor before it may have missed messages. */
   evictedThrough: number;
+  /** The cursor made last for this channel (see `MemoryEngine#cursor`). */
+  made: MadeCursor;
 }
+
+/** A cursor and what it was made of. */
+interface MadeCursor {
+  readonly tag: string;
+  readonly position: number;
+  readonly cursor: Cursor;
+}
+
+/** No cursor made yet. */
+const NONE_MADE: MadeCursor = { tag: '', position: -1, cursor: '' };
 
 /** One message in publish order over all channels: {@link MemoryEngine}'s list of what goes first. */
 interface Published extends Positioned {
@@ -81,8 +93,11 @@ interface Published extends Positioned {
  * publish-order list.
  */
 const MESSAGE_OVERHEAD = 600;
-/** What a channel counts beyond its messages and its name: its history, ring and map entry (measured likewise). */
-const CHANNEL_OVERHEAD = 400;
+/**
+ * What a channel counts beyond its messages and its name: its history, ring and map entry, and
+ * its last cursor made (measured likewise).
+ */
+const CHANNEL_OVERHEAD = 500;
 /** The UTF-8 length of a message's text less its channel name and payload: the keys, id and timestamp. */
 const TEXT_FRAME = '{"id":"","channel":,"data":,"publishedAt":""}'.length + 26 + 24;
 /** Stale entries of the publish-order list tolerated beyond the messages held, before it is compacted. */
@@ -125,6 +140,8 @@ export function isoStringOf(now: number): string {
 /** Tombstone buckets: how far each group of dropped channels had got (see `#floors`). */
 const BUCKETS = 1024;
 const CURSOR = /^([0-9A-HJKMNP-TV-Z]{10})\.([0-9a-z]{1,7})\.([0-9a-z]{1,11})$/;
+/** `.`, the separator of a cursor's parts. */
+const DOT = 46;
 
 function assertOption(valid: boolean, name: string, value: unknown, expected: string): void {
   checkOption(valid, 'MemoryEngine', name, value, expected);
@@ -171,7 +188,8 @@ export class MemoryEngine implements Engine {
   readonly #floors = new Float64Array(BUCKETS);
   readonly #nextId = monotonicFactory(pooledRandom);
   #listener: EngineListener | undefined;
-  #lastCursor: { readonly tag: string; readonly position: number; readonly cursor: Cursor } = { tag: '', position: -1, cursor: '' };
+  /** The cursor made last for a channel without history. */
+  #lastCursor: MadeCursor = NONE_MADE;
   #sweeper: ReturnType<typeof setInterval> | undefined;
 
   /**
@@ -233,6 +251,7 @@ export class MemoryEngine implements Engine {
         // The map's key and the JSON name: two copies of the name.
         bytes: CHANNEL_OVERHEAD + 2 * nameBytes,
         evictedThrough: this.#floors[hash % BUCKETS]!,
+        made: NONE_MADE,
       };
       this.#channels.set(channel, history);
       this.#bytes += history.bytes;
@@ -259,7 +278,7 @@ export class MemoryEngine implements Engine {
     this.#listener?.appended(channel);
     if (dropped) this.#listener?.evicted(channel, 1, 'capacity');
     if (evicted) for (const [from, count] of evicted) this.#listener?.evicted(from, count, 'bytes');
-    return { id, channel, data: message.data, publishedAt, cursor: this.#cursor(history.tag, position) };
+    return { id, channel, data: message.data, publishedAt, cursor: this.#cursor(history.tag, position, history) };
   }
 
   /**
@@ -308,12 +327,12 @@ export class MemoryEngine implements Engine {
     const hash = live ? 0 : hashOf(channel);
     const tag = live ? live.tag : hash.toString(36);
     const floor = live ? live.evictedThrough : this.#floors[hash % BUCKETS]!;
-    const after = cursor === undefined ? floor : this.#positionOf(cursor, tag, floor);
+    const after = cursor === undefined ? floor : this.#positionOf(cursor, tag, floor, live);
     if (!live) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
 
     const { ring } = live;
     const start = ring.indexAfter(after);
-    if (start === ring.length) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
+    if (start === ring.length) return { messages: [], cursor: this.#cursor(tag, this.#sequence, live) };
     const end = Math.min(ring.length, start + limit);
     // Read to the end: the cursor may move past other channels' positions too.
     const next = end === ring.length ? this.#sequence : ring.at(end - 1)!.position;
@@ -334,7 +353,7 @@ export class MemoryEngine implements Engine {
     // Read from everything retained, it started at the floor (Batch.before). Not made with
     // #cursor, whose one remembered cursor is the one held polls wait at.
     const before = cursor === undefined ? prefix + after.toString(36) : undefined;
-    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next), json: `${json}]`, cursors: Object.freeze(cursors), before };
+    return { messages: Object.freeze(messages), cursor: this.#cursor(tag, next, live), json: `${json}]`, cursors: Object.freeze(cursors), before };
   }
 
   /**
@@ -342,7 +361,8 @@ export class MemoryEngine implements Engine {
    * the channel's end returns it, whether or not the channel holds messages. Creates nothing.
    */
   async tail(channel: string): Promise<Cursor> {
-    return this.#cursor(this.#channels.get(channel)?.tag ?? tagOf(channel), this.#sequence);
+    const history = this.#channels.get(channel);
+    return this.#cursor(history?.tag ?? tagOf(channel), this.#sequence, history);
   }
 
   /** {@inheritDoc Engine.retains} */
@@ -360,50 +380,81 @@ export class MemoryEngine implements Engine {
     this.#stopSweeper();
   }
 
-  #cursor(tag: string, position: number): Cursor {
-    // The last cursor made is made again for every poll that waits at the head of a channel:
-    // reuse the string, so thousands of held polls share one instead of holding one each, and
-    // skip building it (bench/micro/cursor-reuse.js).
-    const last = this.#lastCursor;
+  #cursor(tag: string, position: number, history?: History): Cursor {
+    // The cursor made last for a channel is made again for every poll that waits at its head:
+    // reuse the string, so the polls held on the channel share one instead of holding one each,
+    // and skip building it (bench/micro/cursor-reuse.js). A poll over many channels reads each.
+    const last = history ? history.made : this.#lastCursor;
     if (last.position === position && last.tag === tag) return last.cursor;
-    const cursor = `${this.epoch}.${tag}.${position.toString(36)}`;
-    this.#lastCursor = { tag, position, cursor };
-    return cursor;
+    const made = { tag, position, cursor: `${this.epoch}.${tag}.${position.toString(36)}` };
+    if (history) history.made = made;
+    else this.#lastCursor = made;
+    return made.cursor;
   }
 
   /** {@inheritDoc Engine.checkCursor} */
   checkCursor(channel: string, cursor: Cursor): void {
-    this.#parse(cursor, this.#channels.get(channel)?.tag ?? tagOf(channel));
+    const history = this.#channels.get(channel);
+    // The cursor made last for the channel is one of its cursors.
+    if (history && cursor === history.made.cursor) return;
+    this.#parse(cursor, history?.tag ?? tagOf(channel));
   }
 
-  /** The cursor's parts, once its syntax and channel are checked; the epoch is checked by the caller. */
-  #parse(cursor: Cursor, tag: string): { epoch: string; position: number } {
-    const parts = CURSOR.exec(cursor);
-    const position = parts ? Number.parseInt(parts[3]!, 36) : Number.NaN;
-    if (!parts || !Number.isSafeInteger(position)) {
-      throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+  /**
+   * The position of a cursor of `tag`'s channel, once its syntax, channel and place are checked;
+   * `undefined` for a cursor of another epoch (an earlier history), whose positions mean nothing
+   * here.
+   */
+  #parse(cursor: Cursor, tag: string): number | undefined {
+    let position = this.#ownPosition(cursor, tag);
+    if (position === undefined) {
+      const parts = CURSOR.exec(cursor);
+      position = parts ? Number.parseInt(parts[3]!, 36) : Number.NaN;
+      if (!parts || !Number.isSafeInteger(position)) {
+        throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+      }
+      if (parts[2] !== tag) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
+      if (parts[1] !== this.epoch) return undefined;
     }
-    if (parts[2] !== tag) throw new LongPollError('invalid_cursor', 'The cursor belongs to another channel');
-    // Only a cursor of this epoch can be ahead: another epoch's positions mean nothing here.
-    if (parts[1] === this.epoch && position > this.#sequence) {
-      throw new LongPollError('invalid_cursor', 'The cursor is ahead of this history');
-    }
-    return { epoch: parts[1]!, position };
+    if (position > this.#sequence) throw new LongPollError('invalid_cursor', 'The cursor is ahead of this history');
+    return position;
   }
 
-  #positionOf(cursor: Cursor, tag: string, floor: number): number {
-    // Held polls come back with the cursor made last: no need to parse it again
-    // (bench/micro/cursor-reuse.js).
-    const last = this.#lastCursor;
-    const { epoch, position } = cursor === last.cursor && tag === last.tag ? { epoch: this.epoch, position: last.position } : this.#parse(cursor, tag);
-    if (epoch !== this.epoch) {
+  /**
+   * The position of `cursor` when it is `{epoch}.{tag}.{base 36}` of this engine's epoch, as
+   * every cursor a client sends back is; `undefined` for anything else, which {@link #parse}
+   * then reads with its regular expression. Reads the text in place: no match array and no
+   * substrings (bench/micro/cursor-parse.js).
+   */
+  #ownPosition(cursor: Cursor, tag: string): number | undefined {
+    const { epoch } = this;
+    const start = epoch.length + tag.length + 2;
+    const digits = cursor.length - start;
+    if (digits < 1 || digits > 11 || !cursor.startsWith(epoch) || !cursor.startsWith(tag, epoch.length + 1)) return undefined;
+    if (cursor.charCodeAt(epoch.length) !== DOT || cursor.charCodeAt(start - 1) !== DOT) return undefined;
+    let position = 0;
+    for (let i = start; i < cursor.length; i++) {
+      const code = cursor.charCodeAt(i);
+      const digit = code >= 48 && code <= 57 ? code - 48 : code >= 97 && code <= 122 ? code - 87 : -1;
+      if (digit === -1) return undefined;
+      position = position * 36 + digit;
+    }
+    return Number.isSafeInteger(position) ? position : undefined;
+  }
+
+  #positionOf(cursor: Cursor, tag: string, floor: number, history: History | undefined): number {
+    // Held polls come back with the cursor made last for their channel: no need to parse it
+    // again (bench/micro/cursor-reuse.js).
+    const last = history ? history.made : this.#lastCursor;
+    const position = cursor === last.cursor && tag === last.tag ? last.position : this.#parse(cursor, tag);
+    if (position === undefined) {
       throw new LongPollError('cursor_expired', 'The cursor is from an earlier history; resume from earliestCursor', {
-        earliestCursor: this.#cursor(tag, floor),
+        earliestCursor: this.#cursor(tag, floor, history),
       });
     }
     if (position < floor) {
       throw new LongPollError('cursor_expired', 'Messages after the cursor have expired; resume from earliestCursor', {
-        earliestCursor: this.#cursor(tag, floor),
+        earliestCursor: this.#cursor(tag, floor, history),
       });
     }
     return position;

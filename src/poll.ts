@@ -58,6 +58,30 @@ export interface PollResult<T = JsonValue> {
  */
 export const startPoll: unique symbol = Symbol('longpoll-kit.startPoll');
 
+/**
+ * The channels of a many-channel poll, checked, and the position the composite cursor gives each
+ * (`undefined`: everything retained, or with `firstMessage: 'newest'` the channel's end). Made
+ * once per request (`Broker[selectMany]`, or `selectionOf` in read-many.ts) and handed to
+ * `Broker[startPoll]`, so that the cursor is decoded once. The positions are the poll's own: the
+ * broker moves them as it reads.
+ *
+ * @internal
+ */
+export class Selection {
+  constructor(
+    readonly channels: readonly string[],
+    readonly positions: Map<string, Cursor | undefined>,
+  ) {}
+}
+
+/**
+ * The broker's check of a many-channel request's channels and composite cursor, which returns
+ * the {@link Selection} to poll with: what `Broker.checkCursor` does, with its result kept.
+ *
+ * @internal
+ */
+export const selectMany: unique symbol = Symbol('longpoll-kit.selectMany');
+
 /** What this module uses of Node's `Buffer`, which other runtimes may lack. */
 interface BufferClass {
   from(text: string, encoding: 'utf8'): Uint8Array<ArrayBuffer>;

@@ -1,6 +1,7 @@
 import type { Batch, Cursor, Engine, Message } from './engine.js';
 import { LongPollError } from './errors.js';
-import { encodeComposite } from './composite-cursor.js';
+import { decodeComposite, encodeComposite } from './composite-cursor.js';
+import { Selection } from './poll.js';
 import { MAX_LIMIT } from './limits.js';
 import { hashOf } from './channel-tag.js';
 
@@ -24,6 +25,18 @@ export function channelsOf(channels: unknown): readonly string[] {
     seen.add(channel);
   }
   return [...seen];
+}
+
+/**
+ * The {@link Selection} of a many-channel poll or read: the list checked, and the positions its
+ * composite cursor names.
+ *
+ * @throws {@link LongPollError} `invalid_channel`, or `invalid_cursor` for a composite cursor
+ *   this library did not make
+ */
+export function selectionOf(channels: unknown, cursor: Cursor | undefined): Selection {
+  const list = channelsOf(channels);
+  return new Selection(list, decodeComposite(cursor, list));
 }
 
 /**
@@ -64,13 +77,9 @@ function startOf(positions: ReadonlyMap<string, Cursor | undefined>): number {
   return hash;
 }
 
-/** `read()` as `Promise.allSettled` reports it. */
-function settle(read: () => Batch): PromiseSettledResult<Batch> {
-  try {
-    return { status: 'fulfilled', value: read() };
-  } catch (reason) {
-    return { status: 'rejected', reason };
-  }
+/** `next(value)`, at once when `value` is not a promise: a synchronous engine's reads stay so. */
+function then<A, B>(value: A | Promise<A>, next: (value: A) => B | Promise<B>): B | Promise<B> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }
 
 /** One channel's part of a many-channel answer. */
@@ -90,74 +99,128 @@ function partOf(batch: Batch, share: number): Part | undefined {
 }
 
 /**
- * Reads each of `channels` after its position, up to its count. A `cursor_expired` on any of
- * them becomes one `cursor_expired` whose `earliestCursor` is the composite cursor with every
- * expired channel moved to its earliest retained position and the others untouched.
+ * Reads each of `channels` after its position, up to its count: synchronously where the engine
+ * can (`readNow`), which makes no promise per channel (bench/micro/many-wake.js measures it with
+ * the broker's grouped wake-up). A `cursor_expired` on any of them becomes one `cursor_expired`
+ * whose `earliestCursor` is the composite cursor with every expired channel moved to its
+ * earliest retained position and the others untouched.
  */
-async function readEach(engine: Engine, channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, counts: readonly number[]): Promise<Batch[]> {
-  // The synchronous read, where the engine has one, makes no promise per channel
-  // (bench/micro/many-wake.js measures it with the broker's grouped wake-up).
-  const settled = engine.readNow
-    ? channels.map((channel, i) => settle(() => engine.readNow!(channel, positions.get(channel), counts[i]!)))
-    : await Promise.allSettled(channels.map((channel, i) => engine.read(channel, positions.get(channel), counts[i]!)));
-  const expired = new Map<string, Cursor | undefined>();
-  for (const [i, outcome] of settled.entries()) {
-    if (outcome.status === 'fulfilled') continue;
-    const error: unknown = outcome.reason;
-    if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') throw error;
-    expired.set(channels[i]!, error.earliestCursor);
-  }
-  if (expired.size > 0) {
-    const earliest = new Map(positions);
-    for (const [channel, cursor] of expired) earliest.set(channel, cursor);
-    throw new LongPollError('cursor_expired', `Messages after the cursor have expired on ${[...expired.keys()].join(', ')}; resume from earliestCursor`, {
-      earliestCursor: encodeComposite(earliest),
+function readEach(engine: Engine, channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, counts: readonly number[]): Batch[] | Promise<Batch[]> {
+  if (!engine.readNow) {
+    const reads = channels.map((channel, i) => engine.read(channel, positions.get(channel), counts[i]!));
+    return Promise.allSettled(reads).then((settled) => {
+      const failures = new Map<number, unknown>();
+      for (const [i, outcome] of settled.entries()) if (outcome.status === 'rejected') failures.set(i, outcome.reason);
+      if (failures.size > 0) throw failure(channels, positions, failures);
+      return settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
     });
   }
-  return settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
+  const batches = new Array<Batch>(channels.length);
+  let failures: Map<number, unknown> | undefined;
+  for (let i = 0; i < channels.length; i++) {
+    try {
+      batches[i] = engine.readNow(channels[i]!, positions.get(channels[i]!), counts[i]!);
+    } catch (error) {
+      (failures ??= new Map()).set(i, error);
+    }
+  }
+  if (failures) throw failure(channels, positions, failures);
+  return batches;
 }
 
 /**
- * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
- * `positions` past what it returns. A channel read from everything retained (no position) that
- * got none of the limit moves to just before its oldest message, where the engine gives it
- * (`Batch.before`); otherwise it stays unnamed, and a message that leaves its history before
- * the next read is skipped without `cursor_expired`. `cursors[i]` is the cursor of
- * `messages[i]`'s channel just after it, where the engine gave one (`Batch.cursors`); the last
- * message of each channel always has one.
+ * What failed reads of {@link readEach} (by index) throw: the first error that is not a
+ * `cursor_expired`, or else one `cursor_expired` for all of them.
  */
-export async function readMany<T>(
+function failure(channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, failures: ReadonlyMap<number, unknown>): unknown {
+  const earliest = new Map(positions);
+  const expired: string[] = [];
+  for (const [i, error] of failures) {
+    if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') return error;
+    earliest.set(channels[i]!, error.earliestCursor);
+    expired.push(channels[i]!);
+  }
+  return new LongPollError('cursor_expired', `Messages after the cursor have expired on ${expired.join(', ')}; resume from earliestCursor`, {
+    earliestCursor: encodeComposite(earliest),
+  });
+}
+
+/** What {@link readMany} returns. */
+export interface ManyRead<T> {
+  readonly messages: readonly Message<T>[];
+  /** The cursor of each message's channel just after it, where known. */
+  readonly cursors: readonly (Cursor | undefined)[];
+  /** How many messages each channel gave. */
+  readonly counts: ReadonlyMap<string, number>;
+}
+
+/** The read that found nothing: shared, as it holds nothing. */
+const NOTHING: ManyRead<never> = Object.freeze({ messages: Object.freeze([]), cursors: Object.freeze([]), counts: new Map() });
+
+/**
+ * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
+ * `positions` past what it returns. Synchronous where the engine reads synchronously
+ * (`readNow`), so that a poll over many channels suspends nothing there, as one over one
+ * channel does.
+ *
+ * A channel read from everything retained (no position) that got none of the limit moves to
+ * just before its oldest message, where the engine gives it (`Batch.before`); otherwise it stays
+ * unnamed, and a message that leaves its history before the next read is skipped without
+ * `cursor_expired`. `cursors[i]` is the cursor of `messages[i]`'s channel just after it, where
+ * the engine gave one (`Batch.cursors`); the last message of each channel always has one.
+ */
+export function readMany<T>(
   engine: Engine,
   list: readonly string[],
   positions: Map<string, Cursor | undefined>,
   limit: number,
-): Promise<{ messages: readonly Message<T>[]; cursors: (Cursor | undefined)[]; counts: Map<string, number> }> {
-  const batches = await readEach(engine, list, positions, list.map(() => limit));
-  const shares = shareRoundRobin(
-    batches.map((batch) => batch.messages.length),
-    limit,
-    () => startOf(positions),
-  );
-  // A channel that got less than it had needs the cursor just after the last message it returns:
-  // the engine's per-message cursor, or else a second read up to its share. A publish may evict
-  // in between: that read's cursor_expired is the composite one too.
-  const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
-  const again = [...parts.keys()].filter((i) => parts[i] === undefined);
-  if (again.length > 0) {
-    const reread = await readEach(
+): ManyRead<T> | Promise<ManyRead<T>> {
+  return then(readEach(engine, list, positions, list.map(() => limit)), (batches) => {
+    // Nothing new, the common case of a poll about to be held: every channel moves to the
+    // head, no sharing to do.
+    if (batches.every((batch) => batch.messages.length === 0)) {
+      for (const [i, batch] of batches.entries()) positions.set(list[i]!, batch.cursor);
+      return NOTHING;
+    }
+    const shares = shareRoundRobin(
+      batches.map((batch) => batch.messages.length),
+      limit,
+      () => startOf(positions),
+    );
+    // A channel that got less than it had needs the cursor just after the last message it
+    // returns: the engine's per-message cursor, or else a second read up to its share. A publish
+    // may evict in between: that read's cursor_expired is the composite one too.
+    const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
+    const again = [...parts.keys()].filter((i) => parts[i] === undefined);
+    if (again.length === 0) return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
+    const reread = readEach(
       engine,
       again.map((i) => list[i]!),
       positions,
       again.map((i) => shares[i]!),
     );
-    for (const [j, i] of again.entries()) parts[i] = reread[j]!;
-  }
+    return then(reread, (rereads) => {
+      for (const [j, i] of again.entries()) parts[i] = rereads[j]!;
+      return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
+    });
+  });
+}
+
+/** The answer of {@link readMany} from each channel's part, and the positions moved past it. */
+function assemble<T>(
+  list: readonly string[],
+  positions: Map<string, Cursor | undefined>,
+  limit: number,
+  batches: readonly Batch[],
+  shares: readonly number[],
+  parts: readonly Part[],
+): ManyRead<T> {
   const messages: Message<T>[] = [];
   const cursors: (Cursor | undefined)[] = [];
   const counts = new Map<string, number>();
   for (let round = 0; messages.length < limit; round++) {
     let taken = false;
-    for (const [i, part] of (parts as Part[]).entries()) {
+    for (const [i, part] of parts.entries()) {
       const share = shares[i]!;
       if (round >= share) continue;
       messages.push(part.messages[round] as Message<T>);
@@ -166,7 +229,7 @@ export async function readMany<T>(
     }
     if (!taken) break;
   }
-  for (const [i, part] of (parts as Part[]).entries()) {
+  for (const [i, part] of parts.entries()) {
     const channel = list[i]!;
     // A channel that returned nothing keeps its position, or, read from everything retained,
     // moves to the head of an empty history.

@@ -1,5 +1,5 @@
 import { LongPollError, type Broker } from '../index.js';
-import { startPoll, type PollOptions } from '../poll.js';
+import { selectMany, startPoll, type PollOptions, type Selection } from '../poll.js';
 import { problemResponse, publishedResponse, streamResponse, type PollResponse } from './answer.js';
 import { readBody } from './body.js';
 import { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
@@ -120,12 +120,12 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * Parses and leases synchronously, then hands the poll to the broker with the exchange as its
    * ticket. `channel` is a list for `GET {prefix}?channels=…`.
    */
-  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, search: string): void {
+  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, query: URLSearchParams): void {
     const transport = transportLimit(request.socketTimeout);
     const limitWait = Math.min(settings.maxWait, transport);
     // A composite cursor holds one cursor per channel.
     const maxCursor = typeof channel === 'string' ? MAX_CURSOR : MAX_CURSOR * channel.length;
-    const params = parsePollParams(new URLSearchParams(search), request.header('prefer'), {
+    const params = parsePollParams(query, request.header('prefer'), {
       defaultWait: Math.min(settings.defaultWait, limitWait),
       maxWait: limitWait,
       maxCursor,
@@ -135,10 +135,15 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     const lastEventId = streaming ? request.header('last-event-id') : undefined;
     if (lastEventId !== undefined && lastEventId.length > maxCursor) throw new LongPollError('invalid_cursor', 'The Last-Event-ID is not a cursor this server issued');
     const cursor = lastEventId || params.cursor;
-    // A malformed cursor, or another channel's, is a 400 before the lease (429).
-    if (cursor !== undefined) {
-      checkCursorText(cursor);
-      broker.checkCursor(channel, cursor);
+    // A malformed cursor, or another channel's, is a 400 before the lease (429). The channels of
+    // a many-channel poll are checked with their cursor, decoded once for the poll.
+    if (cursor !== undefined) checkCursorText(cursor);
+    let target: string | Selection;
+    if (typeof channel === 'string') {
+      if (cursor !== undefined) broker.checkCursor(channel, cursor);
+      target = channel;
+    } else {
+      target = broker[selectMany](channel, cursor);
     }
     if (exchange.ended) return; // the client left while `authorize` ran: take nothing
     exchange.lease = limiter?.acquire({ client: key, channel });
@@ -156,7 +161,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     }
     if (params.preferred) exchange.applied = `wait=${params.wait / 1000}`;
     const pollOptions: PollOptions = { cursor, wait: jitter(params.wait), limit: params.limit, firstMessage: settings.firstMessage };
-    broker[startPoll](channel, pollOptions, exchange);
+    broker[startPoll](target, pollOptions, exchange);
   }
 
   async function publishBody(request: PollRequest<Req>, channel: Target): Promise<PollResponse> {
@@ -189,9 +194,9 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * Decides after `authorize` (if any): the poll, or the publish. A refusal closes the connection
    * when the request's body was left unread.
    */
-  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', search: string): void {
+  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: URLSearchParams): void {
     if (action === 'poll') {
-      poll(request, exchange, key, channel, search);
+      poll(request, exchange, key, channel, query);
       return;
     }
     publishBody(request, channel).then(
@@ -204,7 +209,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * `authorize`, asked for every channel at once and bounded by `authorizeTimeout`; whatever it
    * settles to after that is ignored. Any refusal refuses the request, naming the channel.
    */
-  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', search: string): void {
+  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: URLSearchParams): void {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(reject, authorizeTimeout, new LongPollError('unavailable', `authorize did not answer within ${authorizeTimeout} ms`, { retryAfter: 1 }));
@@ -219,7 +224,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
     asked.catch(() => {}); // a late failure, after the deadline, is no news
     Promise.race([asked, deadline])
       .finally(() => clearTimeout(timer))
-      .then(() => proceed(request, exchange, key, channel, action, search))
+      .then(() => proceed(request, exchange, key, channel, action, query))
       .catch((error: unknown) => exchange.write(refusal(request, error)));
   }
 
@@ -240,20 +245,22 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       const { pathname, search } = pathOf(request.url);
       const segment = segmentOf(pathname, prefix);
       // `{prefix}?channels=a,b,c` (or `{prefix}/?channels=…`): a poll over many channels.
-      const query = segment === undefined && (pathname === prefix || pathname === `${prefix}/`) ? new URLSearchParams(search) : undefined;
-      if (segment === undefined && !query?.has('channels')) throw new LongPollError('not_found', 'No such route');
+      const many = segment === undefined && (pathname === prefix || pathname === `${prefix}/`);
+      // Parsed once, for the route and the poll's parameters.
+      const query = new URLSearchParams(search);
+      if (segment === undefined && !(many && query.has('channels'))) throw new LongPollError('not_found', 'No such route');
       // The key only matters to a limiter.
       const key = limiter ? keyOf(request) : undefined;
       limiter?.charge(key);
-      const methods = query ? 'GET' : allow;
-      const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && !query && publish ? 'publish' : undefined;
+      const methods = many ? 'GET' : allow;
+      const action = request.method === 'GET' ? 'poll' : request.method === 'POST' && !many && publish ? 'publish' : undefined;
       if (!action) {
         exchange.write(refusal(request, new LongPollError('method_not_allowed', `Use ${methods}`), { allow: methods }));
         return exchange;
       }
-      const channel: Target = query ? channelsOf(query, settings.channelPattern, settings.maxChannels) : channelOf(segment!, settings.channelPattern);
-      if (authorize) authorized(request, exchange, key, channel, action, search);
-      else proceed(request, exchange, key, channel, action, search);
+      const channel: Target = many ? channelsOf(query, settings.channelPattern, settings.maxChannels) : channelOf(segment!, settings.channelPattern);
+      if (authorize) authorized(request, exchange, key, channel, action, query);
+      else proceed(request, exchange, key, channel, action, query);
     } catch (error) {
       exchange.write(refusal(request, error));
     }

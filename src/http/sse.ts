@@ -8,7 +8,8 @@ import type { Broker } from '../index.js';
 import { decodeComposite, encodeComposite } from '../composite-cursor.js';
 import type { Cursor } from '../engine.js';
 import { LongPollError } from '../errors.js';
-import { encode, PollTicket, startPoll, type Answer, type PollOptions } from '../poll.js';
+import { encode, PollTicket, startPoll, type Answer, type PollOptions, type Selection } from '../poll.js';
+import { selectionOf } from '../read-many.js';
 
 /** Where an {@link EventStream} writes: the adapter's side of one streamed response. */
 export interface StreamSink {
@@ -360,7 +361,15 @@ export class EventStream extends PollTicket<unknown> {
       limit: this.limit,
       firstMessage: this.settings.firstMessage,
     };
-    this.broker[startPoll](this.target, options, this);
+    const { target } = this;
+    let selection: string | Selection;
+    try {
+      selection = typeof target === 'string' ? target : selectionOf(target, this.#cursor);
+    } catch (error) {
+      this.reject(error);
+      return;
+    }
+    this.broker[startPoll](selection, options, this);
   }
 
   /** Writes `chunk`; when the transport is full, pauses and starts the send clock. */

@@ -99,7 +99,8 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       const calls: string[] = [];
       class Counted extends Broker<unknown> {
         override [startPoll](...args: Parameters<Broker<unknown>[typeof startPoll]>) {
-          calls.push(String(args[0]));
+          const [target] = args;
+          calls.push(typeof target === 'string' ? target : target.channels.join(','));
           super[startPoll](...args);
         }
       }
