@@ -149,7 +149,12 @@ class PromiseTicket<T> extends PollTicket<T> implements EventListenerObject {
 export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   readonly #engine: Engine;
   readonly #ready: Promise<void> | undefined;
-  readonly #registry: Registry<T> = { channels: new Map(), held: 0, expire: (waiter) => this.#expire(waiter) };
+  readonly #registry: Registry<T> = {
+    channels: new Map(),
+    held: 0,
+    expire: (waiter) => this.#expire(waiter),
+    expireMany: (waiter) => this.#expireMany(waiter),
+  };
   readonly #expiries = new Expiries();
   readonly #channels = this.#registry.channels;
   #active = 0;
@@ -384,7 +389,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         // A publish during the reads bumped a version: read again, or it is lost.
         if (states.every((state, i) => state.version === versions[i])) {
           const waiter = new ManyWaiter(list, positions, limit, deadline, states, this.#registry, ticket);
-          if (deadline !== Number.POSITIVE_INFINITY) waiter.timer = setTimeout(this.#expireMany, Math.min(deadline - Date.now(), MAX_TIMER), waiter);
+          // Taken off its list when the poll is answered or forgotten.
+          if (deadline !== Number.POSITIVE_INFINITY) this.#expiries.add(waiter, deadline - Date.now());
           return;
         }
       }
@@ -396,16 +402,16 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     }
   }
 
-  readonly #expireMany = (waiter: ManyWaiter<T>): void => {
+  #expireMany(waiter: ManyWaiter<T>): void {
+    // The lists keep time by another clock: a millisecond early by this one.
     if (Date.now() < waiter.deadline) {
-      // A wait longer than one timer can hold.
-      waiter.timer = setTimeout(this.#expireMany, Math.min(waiter.deadline - Date.now(), MAX_TIMER), waiter);
+      this.#expiries.add(waiter, waiter.deadline - Date.now());
       return;
     }
     if (!waiter.detach()) return;
     waiter.ticket.resolve(timedOut(encodeComposite(waiter.positions)));
     for (const channel of waiter.channels) this.#report('timeout', channel);
-  };
+  }
 
   /**
    * A publish on `channel`, one of the channels of the many-channel polls held on it. With an

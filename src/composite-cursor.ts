@@ -75,21 +75,37 @@ export function decodeComposite(composite: Cursor | undefined, channels: readonl
   const positions = new Map<string, Cursor | undefined>();
   for (const channel of channels) positions.set(channel, undefined);
   if (composite === undefined || composite === '') return positions;
-  // The listed channel of each key; `null` where two share it.
-  const byKey = new Map<string, string | null>();
-  for (const channel of channels) {
-    const key = keyOf(channel);
-    byKey.set(key, byKey.has(key) ? null : channel);
-  }
-  for (const entry of composite.split(SEPARATOR)) {
-    const dot = entry.indexOf('.');
-    const key = entry.slice(0, dot);
-    const cursor = entry.slice(dot + 1);
-    if (dot === -1 || !KEY.test(key) || cursor === '') {
-      throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
+  const keys = channels.map(keyOf);
+  // Entries come in list order while the list stays the same: each is looked for first where
+  // the one before it was found.
+  let next = 0;
+  for (let start = 0; start <= composite.length; ) {
+    const separator = composite.indexOf(SEPARATOR, start);
+    const end = separator === -1 ? composite.length : separator;
+    const dot = composite.indexOf('.', start);
+    if (dot === -1 || dot >= end - 1) throw notOurs();
+    const index = listedAt(composite, start, dot, keys, next);
+    if (index === -1) {
+      if (!KEY.test(composite.slice(start, dot))) throw notOurs();
+    } else if (keys.indexOf(keys[index]!) === keys.lastIndexOf(keys[index]!)) {
+      positions.set(channels[index]!, composite.slice(dot + 1, end));
     }
-    const channel = byKey.get(key);
-    if (typeof channel === 'string') positions.set(channel, cursor);
+    next = index + 1;
+    start = end + 1;
   }
   return positions;
+}
+
+/** The index in `keys` of the key `composite` has from `start` to `end`, trying `from` first; -1 if none. */
+function listedAt(composite: string, start: number, end: number, keys: readonly string[], from: number): number {
+  for (let j = 0; j < keys.length; j++) {
+    const i = (from + j) % keys.length;
+    const key = keys[i]!;
+    if (key.length === end - start && composite.startsWith(key, start)) return i;
+  }
+  return -1;
+}
+
+function notOurs(): LongPollError {
+  return new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
 }

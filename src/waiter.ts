@@ -10,6 +10,8 @@ export interface Registry<T> {
   held: number;
   /** What the broker does when a held poll's wait runs out. */
   readonly expire: (waiter: Waiter<T>) => void;
+  /** What the broker does when a held many-channel poll's list says its wait ran out. */
+  readonly expireMany: (waiter: ManyWaiter<T>) => void;
 }
 
 /** What a broker keeps per channel while the channel has waiters or polls reading. */
@@ -103,8 +105,11 @@ export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> 
  * publish does not answer it directly: the broker takes it off every channel and reads all of
  * them again (see `Broker`'s `#pollMany`), as one request's answer mixes channels.
  */
-export class ManyWaiter<T> implements HeldPoll {
-  timer: ReturnType<typeof setTimeout> | undefined;
+export class ManyWaiter<T> implements HeldPoll, Expiring {
+  expiresAt = 0;
+  previous: Expiring | undefined = undefined;
+  next: Expiring | undefined = undefined;
+  list: ExpiryList | undefined = undefined;
 
   constructor(
     readonly channels: readonly string[],
@@ -122,7 +127,7 @@ export class ManyWaiter<T> implements HeldPoll {
     ticket.held = this;
   }
 
-  /** Takes the waiter off every channel and clears its timer; false if something already did. */
+  /** Takes the waiter off every channel and its expiry list; false if something already did. */
   detach(): boolean {
     const { states, registry } = this;
     if (!states[0]!.many.has(this)) return false;
@@ -130,7 +135,7 @@ export class ManyWaiter<T> implements HeldPoll {
       state.many.delete(this);
       if (isIdle(state)) registry.channels.delete(state.channel);
     }
-    clearTimeout(this.timer);
+    this.list?.remove(this);
     registry.held--;
     this.ticket.held = undefined;
     return true;
@@ -144,5 +149,10 @@ export class ManyWaiter<T> implements HeldPoll {
   /** {@inheritDoc HeldPoll.expire} */
   expire(): void {
     if (this.detach()) this.ticket.resolve(timedOut(encodeComposite(this.positions)));
+  }
+
+  /** {@inheritDoc Expiring.expired} */
+  expired(): void {
+    this.registry.expireMany(this);
   }
 }

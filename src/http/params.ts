@@ -37,8 +37,60 @@ export function checkCursorText(cursor: string): void {
   if (NOT_A_CURSOR.test(cursor)) throw new LongPollError('invalid_cursor', 'The cursor is not one this server issued');
 }
 
+/** What the protocol reads of a query: {@link parseQuery} makes it; `URLSearchParams` has it too. */
+export interface Query {
+  /** Every value of the parameter `name`, in order. */
+  getAll(name: string): readonly string[];
+  /** Whether the parameter `name` is there. */
+  has(name: string): boolean;
+}
+
+/** The parameters the protocol reads; {@link parseQuery} keeps no others. */
+const PARAMETERS = new Set(['channels', 'cursor', 'wait', 'limit']);
+
+/**
+ * The protocol's parameters of a query string (with or without its `?`), decoded exactly as
+ * `URLSearchParams` decodes them: `+` is a space, percent-encoding is UTF-8, and what does not
+ * decode is kept as it is. One pass over the text, which decodes only the components that have
+ * a `%` or a `+` and keeps only the four parameters the protocol reads: the query of a
+ * many-channel poll is several hundred characters (bench/micro/query-parse.js).
+ */
+export function parseQuery(search: string): Query {
+  const values = new Map<string, string[]>();
+  for (let start = search.startsWith('?') ? 1 : 0; start < search.length; ) {
+    const ampersand = search.indexOf('&', start);
+    const end = ampersand === -1 ? search.length : ampersand;
+    if (end > start) {
+      const equals = search.indexOf('=', start);
+      const nameEnd = equals === -1 || equals > end ? end : equals;
+      const name = componentOf(search, start, nameEnd);
+      if (PARAMETERS.has(name)) {
+        const value = nameEnd === end ? '' : componentOf(search, nameEnd + 1, end);
+        const list = values.get(name);
+        if (list) list.push(value);
+        else values.set(name, [value]);
+      }
+    }
+    start = end + 1;
+  }
+  return { getAll: (name) => values.get(name) ?? [], has: (name) => values.has(name) };
+}
+
+/** The text from `start` to `end` of a query, decoded as `URLSearchParams` decodes a name or value. */
+function componentOf(text: string, start: number, end: number): string {
+  const raw = text.slice(start, end);
+  if (!raw.includes('%') && !raw.includes('+')) return raw;
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' '));
+  } catch {
+    // Percent-encoding that is not UTF-8, or a `%` without two hex digits: URLSearchParams keeps
+    // what it cannot decode, where decodeURIComponent throws.
+    return new URLSearchParams(`=${raw}`).get('')!;
+  }
+}
+
 /** The one value of a query parameter; a repeated or (unless allowed) empty one fails with `code`. */
-function single(query: URLSearchParams, name: string, code: LongPollErrorCode): string | undefined {
+function single(query: Query, name: string, code: LongPollErrorCode): string | undefined {
   const values = query.getAll(name);
   if (values.length === 0) return undefined;
   if (values.length > 1) throw new LongPollError(code, `The ${name} parameter is repeated`);
@@ -72,7 +124,7 @@ export function preferredWait(prefer: string | undefined): number | undefined {
  * @throws {@link LongPollError} `invalid_cursor`, `invalid_wait` or `invalid_limit`
  */
 export function parsePollParams(
-  query: URLSearchParams,
+  query: Query,
   prefer: string | undefined,
   defaults: { defaultWait: number; maxWait: number; maxCursor?: number },
 ): PollParams {
@@ -142,13 +194,13 @@ export function channelOf(segment: string, pattern: RegExp): string {
 }
 
 /**
- * The channels of `GET {prefix}?channels=a,b,c`: the parameter as URLSearchParams decodes it
+ * The channels of `GET {prefix}?channels=a,b,c`: the parameter as {@link parseQuery} decodes it
  * (percent-decoded once), split on `,`.
  *
  * @throws {@link LongPollError} `invalid_channels` for a repeated or empty parameter, an empty
  *   element (`a,`, `,a`), a duplicate, a name `pattern` refuses, or more than `max` channels
  */
-export function channelsOf(query: URLSearchParams, pattern: RegExp, max: number): string[] {
+export function channelsOf(query: Query, pattern: RegExp, max: number): string[] {
   const value = single(query, 'channels', 'invalid_channels');
   if (value === undefined || value === '') throw new LongPollError('invalid_channels', 'The channels parameter is empty');
   const channels = value.split(',');

@@ -4,7 +4,7 @@ import { problemResponse, publishedResponse, streamResponse, type PollResponse }
 import { readBody } from './body.js';
 import { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
 import { settingsOf, type LongPollOptions, type Settings } from './options.js';
-import { channelOf, channelsOf, checkCursorText, isJsonType, MAX_CURSOR, parsePollParams, segmentOf } from './params.js';
+import { channelOf, channelsOf, checkCursorText, isJsonType, MAX_CURSOR, parsePollParams, parseQuery, segmentOf, type Query } from './params.js';
 import { EventStream, wantsStream } from './sse.js';
 
 export type { PollResponse } from './answer.js';
@@ -120,7 +120,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * Parses and leases synchronously, then hands the poll to the broker with the exchange as its
    * ticket. `channel` is a list for `GET {prefix}?channels=…`.
    */
-  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, query: URLSearchParams): void {
+  function poll(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, query: Query): void {
     const transport = transportLimit(request.socketTimeout);
     const limitWait = Math.min(settings.maxWait, transport);
     // A composite cursor holds one cursor per channel.
@@ -194,7 +194,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * Decides after `authorize` (if any): the poll, or the publish. A refusal closes the connection
    * when the request's body was left unread.
    */
-  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: URLSearchParams): void {
+  function proceed(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: Query): void {
     if (action === 'poll') {
       poll(request, exchange, key, channel, query);
       return;
@@ -209,7 +209,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
    * `authorize`, asked for every channel at once and bounded by `authorizeTimeout`; whatever it
    * settles to after that is ignored. Any refusal refuses the request, naming the channel.
    */
-  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: URLSearchParams): void {
+  function authorized(request: PollRequest<Req>, exchange: Exchange, key: string | undefined, channel: Target, action: 'poll' | 'publish', query: Query): void {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(reject, authorizeTimeout, new LongPollError('unavailable', `authorize did not answer within ${authorizeTimeout} ms`, { retryAfter: 1 }));
@@ -247,7 +247,7 @@ export function createProtocol<Req, T>(broker: Broker<T>, options: LongPollOptio
       // `{prefix}?channels=a,b,c` (or `{prefix}/?channels=…`): a poll over many channels.
       const many = segment === undefined && (pathname === prefix || pathname === `${prefix}/`);
       // Parsed once, for the route and the poll's parameters.
-      const query = new URLSearchParams(search);
+      const query = parseQuery(search);
       if (segment === undefined && !(many && query.has('channels'))) throw new LongPollError('not_found', 'No such route');
       // The key only matters to a limiter.
       const key = limiter ? keyOf(request) : undefined;
