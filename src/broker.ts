@@ -12,7 +12,7 @@ import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';
 import { Answer, PollTicket, selectMany, Selection, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
-import { groupWaiters, isIdle, ManyWaiter, Waiter, type ChannelState, type Registry } from './waiter.js';
+import { groupWaiters, HeldOnChannel, isIdle, ManyWaiter, Waiter, type ChannelState, type Registry } from './waiter.js';
 
 /** Options of {@link Broker}. */
 export interface BrokerOptions {
@@ -425,7 +425,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #wakeMany(channel: string, state: ChannelState<T>): void {
     const readNow = this.#engine.readNow?.bind(this.#engine);
     const groups = new Map<string, ManyWaiter<T>[]>();
-    for (const waiter of state.many) {
+    for (const waiter of state.many.list()) {
       if (!readNow) {
         this.#repollMany(waiter);
         continue;
@@ -555,7 +555,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     this.#closed = true;
     for (const state of this.#channels.values()) {
       for (const waiter of state.waiters) waiter.fail(shuttingDown());
-      for (const waiter of state.many) waiter.fail(shuttingDown());
+      for (const waiter of state.many.list()) waiter.fail(shuttingDown());
     }
     this.#report('close');
     if (this.#active > 0) {
@@ -569,7 +569,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #enter(channel: string): ChannelState<T> {
     let state = this.#channels.get(channel);
     if (!state) {
-      state = { channel, waiters: new Set(), many: new Set(), version: 0, reading: 0, draining: false, dirty: false };
+      state = { channel, waiters: new Set(), many: new HeldOnChannel(), version: 0, reading: 0, draining: false, dirty: false };
       this.#channels.set(channel, state);
     }
     state.reading++;
