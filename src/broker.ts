@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { BrokerEvents, Delivery } from './broker-events.js';
-import { encodeComposite } from './composite-cursor.js';
-import { readMany, selectionOf, tailOf } from './read-many.js';
+import { decodeComposite, encodeComposite } from './composite-cursor.js';
+import { channelsOf, readMany, selectionOf, tailOf } from './read-many.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
 import { Expiries } from './expiry.js';
@@ -321,13 +321,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   }
 
   /**
-   * Checks `channels` and the composite `cursor` as {@link checkCursor} does, and returns them
-   * decoded, to poll with.
+   * Checks the composite `cursor` of `channels` as {@link checkCursor} does, and returns both
+   * decoded, to poll with. The list is taken as it is: the HTTP layer, which calls this, has
+   * checked it (distinct, non-empty names), and so has {@link checkCursor}.
    *
    * @internal
    */
   [selectMany](channels: readonly string[], cursor: Cursor | undefined): Selection {
-    const selection = selectionOf(channels, cursorOf({ cursor }));
+    const selection = new Selection(channels, decodeComposite(cursorOf({ cursor }), channels));
     for (const [name, position] of selection.positions) {
       if (position !== undefined) this.#engine.checkCursor?.(name, position);
     }
@@ -371,9 +372,10 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     try {
       if (this.#ready) await this.#ready;
       for (;;) {
-        const versions = states.map((state) => state.version);
-        // Synchronous with a synchronous engine: nothing suspends.
+        // Synchronous with a synchronous engine: nothing suspends, and no publish can land
+        // during the read. Otherwise one that does bumps a version.
         const read = readMany<T>(this.#engine, list, positions, limit);
+        const versions = read instanceof Promise ? states.map((state) => state.version) : undefined;
         const { messages, cursors, counts } = read instanceof Promise ? await read : read;
         ticket.throwIfCancelled();
         if (messages.length > 0) {
@@ -387,7 +389,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         }
         if (this.#closed) throw shuttingDown();
         // A publish during the reads bumped a version: read again, or it is lost.
-        if (states.every((state, i) => state.version === versions[i])) {
+        if (!versions || states.every((state, i) => state.version === versions[i])) {
           const waiter = new ManyWaiter(list, positions, limit, deadline, states, this.#registry, ticket);
           // Taken off its list when the poll is answered or forgotten.
           if (deadline !== Number.POSITIVE_INFINITY) this.#expiries.add(waiter, deadline - Date.now());
@@ -424,13 +426,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   #wakeMany(channel: string, state: ChannelState<T>): void {
     const readNow = this.#engine.readNow?.bind(this.#engine);
-    const groups = new Map<string, ManyWaiter<T>[]>();
+    const groups = new Map<string | undefined, ManyWaiter<T>[]>();
     for (const waiter of state.many.list()) {
       if (!readNow) {
         this.#repollMany(waiter);
         continue;
       }
-      const key = `${waiter.positions.get(channel)} ${waiter.limit}`;
+      const position = waiter.positions.get(channel);
+      const key = waiter.limit === DEFAULT_LIMIT ? position : `${position} ${waiter.limit}`;
       const group = groups.get(key);
       if (group) group.push(waiter);
       else groups.set(key, [waiter]);
@@ -524,7 +527,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   checkCursor(channel: string | readonly string[], cursor: Cursor): void {
     if (typeof channel !== 'string') {
-      this[selectMany](channel, cursor);
+      this[selectMany](channelsOf(channel), cursor);
       return;
     }
     cursorOf({ cursor });

@@ -99,15 +99,20 @@ function partOf(batch: Batch, share: number): Part | undefined {
 }
 
 /**
- * Reads each of `channels` after its position, up to its count: synchronously where the engine
+ * Reads each of `channels` after its position, up to its count (one for all, or one each): synchronously where the engine
  * can (`readNow`), which makes no promise per channel (bench/micro/many-wake.js measures it with
  * the broker's grouped wake-up). A `cursor_expired` on any of them becomes one `cursor_expired`
  * whose `earliestCursor` is the composite cursor with every expired channel moved to its
  * earliest retained position and the others untouched.
  */
-function readEach(engine: Engine, channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, counts: readonly number[]): Batch[] | Promise<Batch[]> {
+function readEach(
+  engine: Engine,
+  channels: readonly string[],
+  positions: ReadonlyMap<string, Cursor | undefined>,
+  counts: number | readonly number[],
+): Batch[] | Promise<Batch[]> {
   if (!engine.readNow) {
-    const reads = channels.map((channel, i) => engine.read(channel, positions.get(channel), counts[i]!));
+    const reads = channels.map((channel, i) => engine.read(channel, positions.get(channel), typeof counts === 'number' ? counts : counts[i]!));
     return Promise.allSettled(reads).then((settled) => {
       const failures = new Map<number, unknown>();
       for (const [i, outcome] of settled.entries()) if (outcome.status === 'rejected') failures.set(i, outcome.reason);
@@ -119,7 +124,7 @@ function readEach(engine: Engine, channels: readonly string[], positions: Readon
   let failures: Map<number, unknown> | undefined;
   for (let i = 0; i < channels.length; i++) {
     try {
-      batches[i] = engine.readNow(channels[i]!, positions.get(channels[i]!), counts[i]!);
+      batches[i] = engine.readNow(channels[i]!, positions.get(channels[i]!), typeof counts === 'number' ? counts : counts[i]!);
     } catch (error) {
       (failures ??= new Map()).set(i, error);
     }
@@ -175,34 +180,38 @@ export function readMany<T>(
   positions: Map<string, Cursor | undefined>,
   limit: number,
 ): ManyRead<T> | Promise<ManyRead<T>> {
-  return then(readEach(engine, list, positions, list.map(() => limit)), (batches) => {
-    // Nothing new, the common case of a poll about to be held: every channel moves to the
-    // head, no sharing to do.
-    if (batches.every((batch) => batch.messages.length === 0)) {
-      for (const [i, batch] of batches.entries()) positions.set(list[i]!, batch.cursor);
-      return NOTHING;
-    }
-    const shares = shareRoundRobin(
-      batches.map((batch) => batch.messages.length),
-      limit,
-      () => startOf(positions),
-    );
-    // A channel that got less than it had needs the cursor just after the last message it
-    // returns: the engine's per-message cursor, or else a second read up to its share. A publish
-    // may evict in between: that read's cursor_expired is the composite one too.
-    const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
-    const again = [...parts.keys()].filter((i) => parts[i] === undefined);
-    if (again.length === 0) return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
-    const reread = readEach(
-      engine,
-      again.map((i) => list[i]!),
-      positions,
-      again.map((i) => shares[i]!),
-    );
-    return then(reread, (rereads) => {
-      for (const [j, i] of again.entries()) parts[i] = rereads[j]!;
-      return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
-    });
+  const batches = readEach(engine, list, positions, limit);
+  return batches instanceof Promise ? batches.then((read) => share(engine, list, positions, limit, read)) : share(engine, list, positions, limit, batches);
+}
+
+/** What {@link readMany} makes of the first read of each channel. */
+function share<T>(engine: Engine, list: readonly string[], positions: Map<string, Cursor | undefined>, limit: number, batches: readonly Batch[]): ManyRead<T> | Promise<ManyRead<T>> {
+  // Nothing new, the common case of a poll about to be held: every channel moves to the head,
+  // no sharing to do.
+  if (batches.every((batch) => batch.messages.length === 0)) {
+    for (let i = 0; i < list.length; i++) positions.set(list[i]!, batches[i]!.cursor);
+    return NOTHING;
+  }
+  const shares = shareRoundRobin(
+    batches.map((batch) => batch.messages.length),
+    limit,
+    () => startOf(positions),
+  );
+  // A channel that got less than it had needs the cursor just after the last message it
+  // returns: the engine's per-message cursor, or else a second read up to its share. A publish
+  // may evict in between: that read's cursor_expired is the composite one too.
+  const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
+  const again = [...parts.keys()].filter((i) => parts[i] === undefined);
+  if (again.length === 0) return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
+  const reread = readEach(
+    engine,
+    again.map((i) => list[i]!),
+    positions,
+    again.map((i) => shares[i]!),
+  );
+  return then(reread, (rereads) => {
+    for (const [j, i] of again.entries()) parts[i] = rereads[j]!;
+    return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
   });
 }
 

@@ -171,7 +171,7 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     readonly registry: Registry<T>,
     readonly ticket: PollTicket<T>,
   ) {
-    for (const [i, state] of states.entries()) state.many.add(this, i);
+    for (let i = 0; i < states.length; i++) states[i]!.many.add(this, i);
     registry.held++;
     ticket.held = this;
   }
@@ -181,7 +181,8 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     const { states, registry } = this;
     if (!this.attached) return false;
     this.attached = false;
-    for (const [i, state] of states.entries()) {
+    for (let i = 0; i < states.length; i++) {
+      const state = states[i]!;
       state.many.remove(this, i);
       if (isIdle(state)) registry.channels.delete(state.channel);
     }
