@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import pTimeout from 'p-timeout';
 import type * as TypedEmitter from 'typed-emitter';
 import type { BrokerEvents, Delivery } from './broker-events.js';
-import { decodeComposite, encodeComposite } from './composite-cursor.js';
+import { decodeCursors, encodeCursors } from './composite-cursor.js';
 import { channelsOf, readMany, selectionOf, tailOf } from './read-many.js';
 import type { Batch, Cursor, Engine, JsonValue, PublishedMessage } from './engine.js';
 import { LongPollError } from './errors.js';
@@ -278,14 +278,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    *   expired channels moved (to their earliest retained position): the others lose nothing
    */
   async readMany(channels: readonly string[], options: ReadOptions = {}): Promise<PollResult<T>> {
-    const { channels: list, positions } = selectionOf(channels, cursorOf(options ?? {}));
+    const { channels: list, cursors } = selectionOf(channels, cursorOf(options ?? {}));
     const limit = limitOf(options ?? {});
     const newest = fromNewest(options ?? {});
     if (this.#closed) throw shuttingDown();
     if (this.#ready) await this.#ready;
-    if (newest) await this.#fromTail(positions);
-    const { messages } = await readMany<T>(this.#engine, list, positions, limit);
-    return Object.freeze({ messages, cursor: encodeComposite(positions), timedOut: false });
+    if (newest) await this.#fromTail(list, cursors);
+    const { messages } = await readMany<T>(this.#engine, list, cursors, limit);
+    return Object.freeze({ messages, cursor: encodeCursors(list, cursors), timedOut: false });
   }
 
   /**
@@ -328,31 +328,31 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    * @internal
    */
   [selectMany](channels: readonly string[], cursor: Cursor | undefined): Selection {
-    const selection = new Selection(channels, decodeComposite(cursorOf({ cursor }), channels));
-    for (const [name, position] of selection.positions) {
-      if (position !== undefined) this.#engine.checkCursor?.(name, position);
+    const cursors = decodeCursors(cursorOf({ cursor }), channels);
+    for (let i = 0; i < channels.length; i++) {
+      if (cursors[i] !== undefined) this.#engine.checkCursor?.(channels[i]!, cursors[i]!);
     }
-    return selection;
+    return new Selection(channels, cursors);
   }
 
   /** Throws synchronously for bad options: `[startPoll]` rejects the ticket with it. */
-  #startMany({ channels: list, positions }: Selection, options: PollOptions, ticket: PollTicket<T>): Promise<void> {
+  #startMany({ channels: list, cursors }: Selection, options: PollOptions, ticket: PollTicket<T>): Promise<void> {
     const limit = limitOf(options);
     const wait = waitOf(options);
     const deadline = wait === 0 ? 0 : Date.now() + wait;
-    if (!fromNewest(options)) return this.#pollMany(list, positions, limit, deadline, ticket);
+    if (!fromNewest(options)) return this.#pollMany(list, cursors, limit, deadline, ticket);
     return (async () => {
       if (this.#ready) await this.#ready;
-      await this.#fromTail(positions);
-      await this.#pollMany(list, positions, limit, deadline, ticket);
+      await this.#fromTail(list, cursors);
+      await this.#pollMany(list, cursors, limit, deadline, ticket);
     })();
   }
 
   /** Moves every channel without a position to just after its newest message. */
-  async #fromTail(positions: Map<string, Cursor | undefined>): Promise<void> {
-    const unnamed = [...positions].filter(([, cursor]) => cursor === undefined).map(([channel]) => channel);
-    const tails = await Promise.all(unnamed.map((channel) => tailOf(this.#engine, channel)));
-    for (const [i, channel] of unnamed.entries()) positions.set(channel, tails[i]);
+  async #fromTail(list: readonly string[], cursors: (Cursor | undefined)[]): Promise<void> {
+    const unnamed = [...cursors.keys()].filter((i) => cursors[i] === undefined);
+    const tails = await Promise.all(unnamed.map((i) => tailOf(this.#engine, list[i]!)));
+    for (const [k, i] of unnamed.entries()) cursors[i] = tails[k];
   }
 
   /**
@@ -361,7 +361,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   async #pollMany(
     list: readonly string[],
-    positions: Map<string, Cursor | undefined>,
+    positions: (Cursor | undefined)[],
     limit: number,
     deadline: number,
     ticket: PollTicket<T>,
@@ -379,12 +379,12 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
         const { messages, cursors, counts } = read instanceof Promise ? await read : read;
         ticket.throwIfCancelled();
         if (messages.length > 0) {
-          ticket.resolve(new Answer(Object.freeze({ messages, cursor: encodeComposite(positions), timedOut: false }), undefined, cursors));
-          for (const [channel, count] of counts) this.#report('deliver', { channel, messages: count, polls: 1 });
+          ticket.resolve(new Answer(Object.freeze({ messages, cursor: encodeCursors(list, positions), timedOut: false }), undefined, cursors));
+          for (const [i, count] of counts) this.#report('deliver', { channel: list[i]!, messages: count, polls: 1 });
           return;
         }
         if (deadline <= Date.now() || ticket.expired) {
-          ticket.resolve(timedOut(encodeComposite(positions)));
+          ticket.resolve(timedOut(encodeCursors(list, positions)));
           return;
         }
         if (this.#closed) throw shuttingDown();
@@ -411,7 +411,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       return;
     }
     if (!waiter.detach()) return;
-    waiter.ticket.resolve(timedOut(encodeComposite(waiter.positions)));
+    waiter.ticket.resolve(timedOut(encodeCursors(waiter.channels, waiter.cursors)));
     for (const channel of waiter.channels) this.#report('timeout', channel);
   }
 
@@ -426,37 +426,40 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    */
   #wakeMany(channel: string, state: ChannelState<T>): void {
     const readNow = this.#engine.readNow?.bind(this.#engine);
-    const groups = new Map<string | undefined, ManyWaiter<T>[]>();
-    for (const waiter of state.many.list()) {
+    // Each poll held here, with the index of `channel` among its channels.
+    type Held = readonly [ManyWaiter<T>, number];
+    const groups = new Map<string | undefined, Held[]>();
+    for (const held of state.many.entries()) {
+      const [waiter, i] = held;
       if (!readNow) {
         this.#repollMany(waiter);
         continue;
       }
-      const position = waiter.positions.get(channel);
+      const position = waiter.cursors[i];
       const key = waiter.limit === DEFAULT_LIMIT ? position : `${position} ${waiter.limit}`;
       const group = groups.get(key);
-      if (group) group.push(waiter);
-      else groups.set(key, [waiter]);
+      if (group) group.push(held);
+      else groups.set(key, [held]);
     }
     for (const group of groups.values()) {
-      const { positions, limit } = group[0]!;
+      const [first, i] = group[0]!;
       let batch: Batch;
       try {
-        batch = readNow!(channel, positions.get(channel), limit);
+        batch = readNow!(channel, first.cursors[i], first.limit);
       } catch {
         // `cursor_expired` names a composite cursor of each poll's own.
-        for (const waiter of group) this.#repollMany(waiter);
+        for (const [waiter] of group) this.#repollMany(waiter);
         continue;
       }
       if (batch.messages.length === 0) continue;
       let answered = 0;
       // Each poll's answer has its own cursor; the messages, and their text, are the read's.
       const texts = {};
-      for (const waiter of group) {
+      for (const [waiter, index] of group) {
         if (!waiter.detach()) continue;
         answered++;
-        waiter.positions.set(channel, batch.cursor);
-        const result = Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor: encodeComposite(waiter.positions), timedOut: false });
+        waiter.cursors[index] = batch.cursor;
+        const result = Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor: encodeCursors(waiter.channels, waiter.cursors), timedOut: false });
         waiter.ticket.resolve(new Answer(result, batch.json, batch.cursors, texts));
       }
       if (answered === 0) continue;
@@ -469,7 +472,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /** Takes a many-channel poll off its channels and reads them all again. */
   #repollMany(waiter: ManyWaiter<T>): void {
     if (!waiter.detach()) return;
-    this.#pollMany(waiter.channels, waiter.positions, waiter.limit, waiter.deadline, waiter.ticket).catch((error: unknown) =>
+    this.#pollMany(waiter.channels, waiter.cursors, waiter.limit, waiter.deadline, waiter.ticket).catch((error: unknown) =>
       waiter.ticket.reject(error),
     );
   }
@@ -558,7 +561,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     this.#closed = true;
     for (const state of this.#channels.values()) {
       for (const waiter of state.waiters) waiter.fail(shuttingDown());
-      for (const waiter of state.many.list()) waiter.fail(shuttingDown());
+      for (const [waiter] of state.many.entries()) waiter.fail(shuttingDown());
     }
     this.#report('close');
     if (this.#active > 0) {

@@ -55,27 +55,42 @@ const MAX_KEYS = 4096;
 /** Positions by channel: `undefined` reads everything retained. */
 export type Positions = ReadonlyMap<string, Cursor | undefined>;
 
-/** The composite cursor of `positions`; channels without a position are left out. */
-export function encodeComposite(positions: Positions): Cursor {
+/**
+ * The composite cursor of `channels` at `cursors` (the position of each, by index); channels
+ * without a position are left out.
+ */
+export function encodeCursors(channels: readonly string[], cursors: readonly (Cursor | undefined)[]): Cursor {
   const entries: string[] = [];
-  for (const [channel, cursor] of positions) {
-    if (cursor !== undefined) entries.push(`${keyOf(channel)}.${cursor}`);
+  for (let i = 0; i < channels.length; i++) {
+    const cursor = cursors[i];
+    if (cursor !== undefined) entries.push(`${keyOf(channels[i]!)}.${cursor}`);
   }
   return entries.join(SEPARATOR);
 }
 
+/** {@link encodeCursors} of positions by channel. */
+export function encodeComposite(positions: Positions): Cursor {
+  return encodeCursors([...positions.keys()], [...positions.values()]);
+}
+
+/** {@link decodeCursors} as positions by channel. */
+export function decodeComposite(composite: Cursor | undefined, channels: readonly string[]): Map<string, Cursor | undefined> {
+  const cursors = decodeCursors(composite, channels);
+  return new Map(channels.map((channel, i) => [channel, cursors[i]]));
+}
+
 /**
- * The position of each of `channels` that `composite` names. Should two listed channels ever
- * share a key, neither takes an entry: both are read from everything retained, which may repeat
- * messages but never skips one.
+ * The position of each of `channels` (by index) that `composite` names. Should two listed
+ * channels ever share a key, neither takes an entry: both are read from everything retained,
+ * which may repeat messages but never skips one.
  *
  * @throws {@link LongPollError} `invalid_cursor` when `composite` is not one this library made
  */
-export function decodeComposite(composite: Cursor | undefined, channels: readonly string[]): Map<string, Cursor | undefined> {
-  const positions = new Map<string, Cursor | undefined>();
-  for (const channel of channels) positions.set(channel, undefined);
-  if (composite === undefined || composite === '') return positions;
+export function decodeCursors(composite: Cursor | undefined, channels: readonly string[]): (Cursor | undefined)[] {
+  const cursors = new Array<Cursor | undefined>(channels.length).fill(undefined);
+  if (composite === undefined || composite === '') return cursors;
   const keys = channels.map(keyOf);
+  const shared = sharedKeys(keys);
   // Entries come in list order while the list stays the same: each is looked for first where
   // the one before it was found.
   let next = 0;
@@ -87,13 +102,28 @@ export function decodeComposite(composite: Cursor | undefined, channels: readonl
     const index = listedAt(composite, start, dot, keys, next);
     if (index === -1) {
       if (!KEY.test(composite.slice(start, dot))) throw notOurs();
-    } else if (keys.indexOf(keys[index]!) === keys.lastIndexOf(keys[index]!)) {
-      positions.set(channels[index]!, composite.slice(dot + 1, end));
+    } else if (!shared?.has(keys[index]!)) {
+      cursors[index] = composite.slice(dot + 1, end);
     }
     next = index + 1;
     start = end + 1;
   }
-  return positions;
+  return cursors;
+}
+
+/** The keys that two or more of `keys` share, if any (two listed channels whose hashes collide). */
+function sharedKeys(keys: readonly string[]): Set<string> | undefined {
+  // Pairs for a list as short as the HTTP layer allows (32 by default), a set past that.
+  if (keys.length > 64) {
+    const seen = new Set<string>();
+    const shared = new Set(keys.filter((key) => seen.has(key) || !seen.add(key)));
+    return shared.size > 0 ? shared : undefined;
+  }
+  let shared: Set<string> | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    for (let j = i + 1; j < keys.length; j++) if (keys[i] === keys[j]) (shared ??= new Set()).add(keys[i]!);
+  }
+  return shared;
 }
 
 /** The index in `keys` of the key `composite` has from `start` to `end`, trying `from` first; -1 if none. */

@@ -59,18 +59,18 @@ export interface PollResult<T = JsonValue> {
 export const startPoll: unique symbol = Symbol('longpoll-kit.startPoll');
 
 /**
- * The channels of a many-channel poll, checked, and the position the composite cursor gives each
- * (`undefined`: everything retained, or with `firstMessage: 'newest'` the channel's end). Made
- * once per request (`Broker[selectMany]`, or `selectionOf` in read-many.ts) and handed to
- * `Broker[startPoll]`, so that the cursor is decoded once. The positions are the poll's own: the
- * broker moves them as it reads.
+ * The channels of a many-channel poll, checked, and the position the composite cursor gives each,
+ * by index (`undefined`: everything retained, or with `firstMessage: 'newest'` the channel's
+ * end). Made once per request (`Broker[selectMany]`, or `selectionOf` in read-many.ts) and handed
+ * to `Broker[startPoll]`, so that the cursor is decoded once. The positions are the poll's own:
+ * the broker moves them as it reads.
  *
  * @internal
  */
 export class Selection {
   constructor(
     readonly channels: readonly string[],
-    readonly positions: Map<string, Cursor | undefined>,
+    readonly cursors: (Cursor | undefined)[],
   ) {}
 }
 

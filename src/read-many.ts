@@ -1,6 +1,6 @@
 import type { Batch, Cursor, Engine, Message } from './engine.js';
 import { LongPollError } from './errors.js';
-import { decodeComposite, encodeComposite } from './composite-cursor.js';
+import { decodeCursors, encodeCursors } from './composite-cursor.js';
 import { Selection } from './poll.js';
 import { MAX_LIMIT } from './limits.js';
 import { hashOf } from './channel-tag.js';
@@ -36,7 +36,7 @@ export function channelsOf(channels: unknown): readonly string[] {
  */
 export function selectionOf(channels: unknown, cursor: Cursor | undefined): Selection {
   const list = channelsOf(channels);
-  return new Selection(list, decodeComposite(cursor, list));
+  return new Selection(list, decodeCursors(cursor, list));
 }
 
 /**
@@ -71,9 +71,9 @@ function shareRoundRobin(available: readonly number[], limit: number, start: () 
  * each channel comes first in turn as a client reads on (and the same read answers the same).
  * Read from nothing, the first listed channel.
  */
-function startOf(positions: ReadonlyMap<string, Cursor | undefined>): number {
+function startOf(cursors: readonly (Cursor | undefined)[]): number {
   let hash = 0;
-  for (const cursor of positions.values()) if (cursor !== undefined) hash = (Math.imul(hash, 31) + hashOf(cursor)) >>> 0;
+  for (const cursor of cursors) if (cursor !== undefined) hash = (Math.imul(hash, 31) + hashOf(cursor)) >>> 0;
   return hash;
 }
 
@@ -99,37 +99,45 @@ function partOf(batch: Batch, share: number): Part | undefined {
 }
 
 /**
- * Reads each of `channels` after its position, up to its count (one for all, or one each): synchronously where the engine
- * can (`readNow`), which makes no promise per channel (bench/micro/many-wake.js measures it with
- * the broker's grouped wake-up). A `cursor_expired` on any of them becomes one `cursor_expired`
- * whose `earliestCursor` is the composite cursor with every expired channel moved to its
- * earliest retained position and the others untouched.
+ * Reads each of `channels` (or those at the indices `only` lists) after its cursor, up to its
+ * count (one for all, or one per channel): synchronously where the engine can (`readNow`), which
+ * makes no promise per channel (bench/micro/many-wake.js measures it with the broker's grouped
+ * wake-up). A `cursor_expired` on any of them becomes one `cursor_expired` whose `earliestCursor`
+ * is the composite cursor of all of `channels` with every expired channel moved to its earliest
+ * retained position and the others untouched.
  */
 function readEach(
   engine: Engine,
   channels: readonly string[],
-  positions: ReadonlyMap<string, Cursor | undefined>,
+  cursors: readonly (Cursor | undefined)[],
   counts: number | readonly number[],
+  only?: readonly number[],
 ): Batch[] | Promise<Batch[]> {
+  const length = only ? only.length : channels.length;
   if (!engine.readNow) {
-    const reads = channels.map((channel, i) => engine.read(channel, positions.get(channel), typeof counts === 'number' ? counts : counts[i]!));
+    const reads: Promise<Batch>[] = [];
+    for (let k = 0; k < length; k++) {
+      const i = only ? only[k]! : k;
+      reads.push(engine.read(channels[i]!, cursors[i], typeof counts === 'number' ? counts : counts[i]!));
+    }
     return Promise.allSettled(reads).then((settled) => {
       const failures = new Map<number, unknown>();
-      for (const [i, outcome] of settled.entries()) if (outcome.status === 'rejected') failures.set(i, outcome.reason);
-      if (failures.size > 0) throw failure(channels, positions, failures);
+      for (const [k, outcome] of settled.entries()) if (outcome.status === 'rejected') failures.set(only ? only[k]! : k, outcome.reason);
+      if (failures.size > 0) throw failure(channels, cursors, failures);
       return settled.map((outcome) => (outcome as PromiseFulfilledResult<Batch>).value);
     });
   }
-  const batches = new Array<Batch>(channels.length);
+  const batches = new Array<Batch>(length);
   let failures: Map<number, unknown> | undefined;
-  for (let i = 0; i < channels.length; i++) {
+  for (let k = 0; k < length; k++) {
+    const i = only ? only[k]! : k;
     try {
-      batches[i] = engine.readNow(channels[i]!, positions.get(channels[i]!), typeof counts === 'number' ? counts : counts[i]!);
+      batches[k] = engine.readNow(channels[i]!, cursors[i], typeof counts === 'number' ? counts : counts[i]!);
     } catch (error) {
       (failures ??= new Map()).set(i, error);
     }
   }
-  if (failures) throw failure(channels, positions, failures);
+  if (failures) throw failure(channels, cursors, failures);
   return batches;
 }
 
@@ -137,16 +145,16 @@ function readEach(
  * What failed reads of {@link readEach} (by index) throw: the first error that is not a
  * `cursor_expired`, or else one `cursor_expired` for all of them.
  */
-function failure(channels: readonly string[], positions: ReadonlyMap<string, Cursor | undefined>, failures: ReadonlyMap<number, unknown>): unknown {
-  const earliest = new Map(positions);
+function failure(channels: readonly string[], cursors: readonly (Cursor | undefined)[], failures: ReadonlyMap<number, unknown>): unknown {
+  const earliest = [...cursors];
   const expired: string[] = [];
   for (const [i, error] of failures) {
     if (!(error instanceof LongPollError) || error.code !== 'cursor_expired') return error;
-    earliest.set(channels[i]!, error.earliestCursor);
+    earliest[i] = error.earliestCursor;
     expired.push(channels[i]!);
   }
   return new LongPollError('cursor_expired', `Messages after the cursor have expired on ${expired.join(', ')}; resume from earliestCursor`, {
-    earliestCursor: encodeComposite(earliest),
+    earliestCursor: encodeCursors(channels, earliest),
   });
 }
 
@@ -155,70 +163,59 @@ export interface ManyRead<T> {
   readonly messages: readonly Message<T>[];
   /** The cursor of each message's channel just after it, where known. */
   readonly cursors: readonly (Cursor | undefined)[];
-  /** How many messages each channel gave. */
-  readonly counts: ReadonlyMap<string, number>;
+  /** How many messages each channel gave, by the channel's index. */
+  readonly counts: ReadonlyMap<number, number>;
 }
 
 /** The read that found nothing: shared, as it holds nothing. */
 const NOTHING: ManyRead<never> = Object.freeze({ messages: Object.freeze([]), cursors: Object.freeze([]), counts: new Map() });
 
 /**
- * Reads `list` after `positions` and shares `limit` among the channels round-robin; moves
- * `positions` past what it returns. Synchronous where the engine reads synchronously
- * (`readNow`), so that a poll over many channels suspends nothing there, as one over one
- * channel does.
+ * Reads `list` after `cursors` (each channel's, by index) and shares `limit` among the channels
+ * round-robin; moves `cursors` past what it returns. Synchronous where the engine reads
+ * synchronously (`readNow`), so that a poll over many channels suspends nothing there, as one
+ * over one channel does.
  *
- * A channel read from everything retained (no position) that got none of the limit moves to
- * just before its oldest message, where the engine gives it (`Batch.before`); otherwise it stays
+ * A channel read from everything retained (no cursor) that got none of the limit moves to just
+ * before its oldest message, where the engine gives it (`Batch.before`); otherwise it stays
  * unnamed, and a message that leaves its history before the next read is skipped without
- * `cursor_expired`. `cursors[i]` is the cursor of `messages[i]`'s channel just after it, where
- * the engine gave one (`Batch.cursors`); the last message of each channel always has one.
+ * `cursor_expired`. `cursors[i]` of the result is the cursor of `messages[i]`'s channel just
+ * after it, where the engine gave one (`Batch.cursors`); the last message of each channel always
+ * has one.
  */
-export function readMany<T>(
-  engine: Engine,
-  list: readonly string[],
-  positions: Map<string, Cursor | undefined>,
-  limit: number,
-): ManyRead<T> | Promise<ManyRead<T>> {
-  const batches = readEach(engine, list, positions, limit);
-  return batches instanceof Promise ? batches.then((read) => share(engine, list, positions, limit, read)) : share(engine, list, positions, limit, batches);
+export function readMany<T>(engine: Engine, list: readonly string[], cursors: (Cursor | undefined)[], limit: number): ManyRead<T> | Promise<ManyRead<T>> {
+  const batches = readEach(engine, list, cursors, limit);
+  return batches instanceof Promise ? batches.then((read) => share(engine, list, cursors, limit, read)) : share(engine, list, cursors, limit, batches);
 }
 
 /** What {@link readMany} makes of the first read of each channel. */
-function share<T>(engine: Engine, list: readonly string[], positions: Map<string, Cursor | undefined>, limit: number, batches: readonly Batch[]): ManyRead<T> | Promise<ManyRead<T>> {
+function share<T>(engine: Engine, list: readonly string[], cursors: (Cursor | undefined)[], limit: number, batches: readonly Batch[]): ManyRead<T> | Promise<ManyRead<T>> {
   // Nothing new, the common case of a poll about to be held: every channel moves to the head,
   // no sharing to do.
   if (batches.every((batch) => batch.messages.length === 0)) {
-    for (let i = 0; i < list.length; i++) positions.set(list[i]!, batches[i]!.cursor);
+    for (let i = 0; i < list.length; i++) cursors[i] = batches[i]!.cursor;
     return NOTHING;
   }
   const shares = shareRoundRobin(
     batches.map((batch) => batch.messages.length),
     limit,
-    () => startOf(positions),
+    () => startOf(cursors),
   );
   // A channel that got less than it had needs the cursor just after the last message it
   // returns: the engine's per-message cursor, or else a second read up to its share. A publish
   // may evict in between: that read's cursor_expired is the composite one too.
   const parts: (Part | undefined)[] = shares.map((share, i) => (share === 0 ? batches[i]! : partOf(batches[i]!, share)));
   const again = [...parts.keys()].filter((i) => parts[i] === undefined);
-  if (again.length === 0) return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
-  const reread = readEach(
-    engine,
-    again.map((i) => list[i]!),
-    positions,
-    again.map((i) => shares[i]!),
-  );
-  return then(reread, (rereads) => {
-    for (const [j, i] of again.entries()) parts[i] = rereads[j]!;
-    return assemble<T>(list, positions, limit, batches, shares, parts as Part[]);
+  if (again.length === 0) return assemble<T>(cursors, limit, batches, shares, parts as Part[]);
+  return then(readEach(engine, list, cursors, shares, again), (rereads) => {
+    for (const [k, i] of again.entries()) parts[i] = rereads[k]!;
+    return assemble<T>(cursors, limit, batches, shares, parts as Part[]);
   });
 }
 
 /** The answer of {@link readMany} from each channel's part, and the positions moved past it. */
 function assemble<T>(
-  list: readonly string[],
-  positions: Map<string, Cursor | undefined>,
+  positions: (Cursor | undefined)[],
   limit: number,
   batches: readonly Batch[],
   shares: readonly number[],
@@ -226,7 +223,7 @@ function assemble<T>(
 ): ManyRead<T> {
   const messages: Message<T>[] = [];
   const cursors: (Cursor | undefined)[] = [];
-  const counts = new Map<string, number>();
+  const counts = new Map<number, number>();
   for (let round = 0; messages.length < limit; round++) {
     let taken = false;
     for (const [i, part] of parts.entries()) {
@@ -239,16 +236,15 @@ function assemble<T>(
     if (!taken) break;
   }
   for (const [i, part] of parts.entries()) {
-    const channel = list[i]!;
     // A channel that returned nothing keeps its position, or, read from everything retained,
     // moves to the head of an empty history.
-    if (shares[i]! > 0 || part.messages.length === 0) positions.set(channel, part.cursor);
+    if (shares[i]! > 0 || part.messages.length === 0) positions[i] = part.cursor;
     // Read from everything retained and left out by the limit: named just before its oldest
     // message, which the next read then returns, or, once it has left, gives cursor_expired.
     // An engine without Batch.before leaves the channel unnamed, read from everything retained
     // again next time: if its oldest message leaves in between, nobody is told.
-    else if (positions.get(channel) === undefined && batches[i]!.before !== undefined) positions.set(channel, batches[i]!.before);
-    if (shares[i]! > 0) counts.set(channel, shares[i]!);
+    else if (positions[i] === undefined && batches[i]!.before !== undefined) positions[i] = batches[i]!.before;
+    if (shares[i]! > 0) counts.set(i, shares[i]!);
   }
   return { messages: Object.freeze(messages), cursors, counts };
 }

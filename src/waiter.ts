@@ -1,6 +1,6 @@
 import type { Cursor } from './engine.js';
 import { DEFAULT_LIMIT } from './limits.js';
-import { encodeComposite } from './composite-cursor.js';
+import { encodeCursors } from './composite-cursor.js';
 import type { Expiring, ExpiryList } from './expiry.js';
 import { timedOut, type HeldPoll, type PollTicket } from './poll.js';
 
@@ -117,9 +117,9 @@ export class HeldOnChannel<T> {
     return this.#waiters.length;
   }
 
-  /** The polls held, as a copy: answering one takes it off. */
-  list(): ManyWaiter<T>[] {
-    return this.#waiters.slice();
+  /** The polls held, each with the index of this channel among its channels; a copy: answering one takes it off. */
+  entries(): (readonly [ManyWaiter<T>, number])[] {
+    return this.#waiters.map((waiter, k) => [waiter, this.#which[k]!] as const);
   }
 
   /** Holds `waiter`, whose channel `index` this is. */
@@ -162,8 +162,8 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
 
   constructor(
     readonly channels: readonly string[],
-    /** Where each channel's next message would be: every channel has a position by now. */
-    readonly positions: Map<string, Cursor | undefined>,
+    /** Where each channel's next message would be, by index: every channel has one by now. */
+    readonly cursors: (Cursor | undefined)[],
     readonly limit: number,
     /** When the wait ends, in `Date.now()` time; `Infinity` for never. */
     readonly deadline: number,
@@ -199,7 +199,7 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
 
   /** {@inheritDoc HeldPoll.expire} */
   expire(): void {
-    if (this.detach()) this.ticket.resolve(timedOut(encodeComposite(this.positions)));
+    if (this.detach()) this.ticket.resolve(timedOut(encodeCursors(this.channels, this.cursors)));
   }
 
   /** {@inheritDoc Expiring.expired} */
