@@ -95,8 +95,8 @@ const plan = quick
       historyRounds: 5,
       historyPolls: 20_000,
     };
-/** bench/many.js: N re-polling clients, a fixed number of publishes per turn. */
-plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 3, clients: 1000, publishes: 40, warmup: 10 };
+/** bench/many.js: N re-polling clients, a fixed number of publishes per turn; 5 rounds, as a round's pair of turns can differ by a third on this shared machine. */
+plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 5, clients: 1000, publishes: 40, warmup: 10 };
 /** bench/sse.js: fanouts to N open streams. */
 plan.sse = quick
   ? { rounds: 1, sizes: [1000] }

@@ -1,6 +1,7 @@
 import { hashOf } from './channel-tag.js';
 import type { Cursor } from './engine.js';
 import { LongPollError } from './errors.js';
+import { firstRepeat } from './first-repeat.js';
 
 /**
  * The cursor of a poll over many channels: one position per channel, in one opaque, URL-safe
@@ -113,17 +114,8 @@ export function decodeCursors(composite: Cursor | undefined, channels: readonly 
 
 /** The keys that two or more of `keys` share, if any (two listed channels whose hashes collide). */
 function sharedKeys(keys: readonly string[]): Set<string> | undefined {
-  // Pairs for a list as short as the HTTP layer allows (32 by default), a set past that.
-  if (keys.length > 64) {
-    const seen = new Set<string>();
-    const shared = new Set(keys.filter((key) => seen.has(key) || !seen.add(key)));
-    return shared.size > 0 ? shared : undefined;
-  }
-  let shared: Set<string> | undefined;
-  for (let i = 0; i < keys.length; i++) {
-    for (let j = i + 1; j < keys.length; j++) if (keys[i] === keys[j]) (shared ??= new Set()).add(keys[i]!);
-  }
-  return shared;
+  if (firstRepeat(keys) === undefined) return undefined;
+  return new Set(keys.filter((key, i) => keys.indexOf(key) !== i));
 }
 
 /** The index in `keys` of the key `composite` has from `start` to `end`, trying `from` first; -1 if none. */

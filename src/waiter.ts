@@ -156,7 +156,7 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
   next: Expiring | undefined = undefined;
   list: ExpiryList | undefined = undefined;
   /** Its place in each of its channels' {@link HeldOnChannel}, by the channel's index. */
-  readonly places: number[] = [];
+  readonly places: number[];
   /** Whether it is held: until {@link detach}. */
   attached = true;
 
@@ -171,6 +171,7 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     readonly registry: Registry<T>,
     readonly ticket: PollTicket<T>,
   ) {
+    this.places = new Array<number>(states.length).fill(0);
     for (let i = 0; i < states.length; i++) states[i]!.many.add(this, i);
     registry.held++;
     ticket.held = this;

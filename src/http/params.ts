@@ -1,4 +1,5 @@
 import { LongPollError, type LongPollErrorCode } from '../index.js';
+import { firstRepeat } from '../first-repeat.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../limits.js';
 
 /** What a GET asks for, once its query and headers are validated. */
@@ -205,13 +206,12 @@ export function channelsOf(query: Query, pattern: RegExp, max: number): string[]
   if (value === undefined || value === '') throw new LongPollError('invalid_channels', 'The channels parameter is empty');
   const channels = value.split(',');
   if (channels.length > max) throw new LongPollError('invalid_channels', `At most ${max} channels can be polled at once`);
-  const seen = new Set<string>();
   for (const channel of channels) {
     if (channel === '') throw new LongPollError('invalid_channels', 'The channels parameter has an empty element');
-    if (seen.has(channel)) throw new LongPollError('invalid_channels', `The channel ${channel} is listed twice`);
     pattern.lastIndex = 0;
     if (!pattern.test(channel)) throw new LongPollError('invalid_channels', `Every channel must match ${String(pattern)}`);
-    seen.add(channel);
   }
+  const repeated = firstRepeat(channels);
+  if (repeated !== undefined) throw new LongPollError('invalid_channels', `The channel ${repeated} is listed twice`);
   return channels;
 }
