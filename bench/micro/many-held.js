@@ -26,7 +26,7 @@ function arrays() {
   return (n) => {
     let sum = 0;
     for (let r = 0; r < n; r++) {
-      const woken = held[next++ % CHANNELS].list();
+      const woken = held[next++ % CHANNELS].entries().map(([poll]) => poll);
       for (const poll of woken) poll.channels.forEach((channel, i) => held[channel].remove(poll, i));
       for (const { channels } of woken) {
         const poll = pollOf(channels);

@@ -16,6 +16,8 @@ export const FILES = [
   'pooled-random.js',
   'iso-string.js',
   'cursor-reuse.js',
+  'cursor-parse.js',
+  'query-parse.js',
   'frozen-copy.js',
   'freeze.js',
   'answer-bytes.js',
@@ -24,6 +26,7 @@ export const FILES = [
   'stream-repoll.js',
   'expiry-lists.js',
   'channel-keys.js',
+  'many-held.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
