@@ -1,5 +1,5 @@
 // Many-channel long polls (some with a pipelined request behind, some SSE) over raw sockets,
-// destroyed at random times while publishes land, then every socket gone: broker waiters and
+// destroyed at random times (up to CUT_MS, default 1500) while publishes land, then every socket gone: broker waiters and
 // limiter leases must be back to 0. Usage: node test/attack/many-leave.mjs [sockets] [seconds]
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
@@ -31,7 +31,7 @@ function one() {
     });
     socket.on('data', () => answers++);
     socket.on('error', () => {});
-    setTimeout(() => socket.destroy(), Math.random() * 400);
+    setTimeout(() => socket.destroy(), Math.random() * Number(process.env.CUT_MS ?? 1500));
     socket.on('close', () => resolve(one()));
   });
 }
