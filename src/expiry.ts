@@ -86,7 +86,12 @@ export class ExpiryList {
       this.remove(item);
       item.expired();
     }
+    // An entry that expired may have been held again on this list (an event stream writes its
+    // heartbeat and polls again at once, and every stream has the same heartbeat): its push
+    // started a timer of the full duration, later than the entry now first.
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     const first = this.#first;
-    if (first && !this.#timer) this.#timer = setTimeout(this.#fire, Math.max(0, first.expiresAt - performance.now()));
+    if (first) this.#timer = setTimeout(this.#fire, Math.max(0, first.expiresAt - performance.now()));
   };
 }
