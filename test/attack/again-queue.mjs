@@ -2,20 +2,16 @@
 // sockets are destroyed on the server, the broker closes, or more is published. Counts writes
 // after a response ended, uncaught errors, held polls and leases left, and streams left open.
 // Usage: node test/attack/again-queue.mjs [streams] [destroy|close|both]
-import http, { createServer } from 'node:http';
+import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { Broker, ConnectionLimiter } from '../../dist/index.js';
 import { longPoll } from '../../dist/adapters/node.js';
+import { watchWrites } from './common.mjs';
 
 const N = Number(process.argv[2] ?? 2000);
 const mode = process.argv[3] ?? 'both';
 const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); }, 60_000);
-let afterEnd = 0;
-let uncaught = 0;
-process.on('uncaughtException', (e) => { uncaught++; console.log('uncaught', e.code, e.message); });
-process.on('unhandledRejection', (e) => { uncaught++; console.log('unhandled', e?.code, e?.message); });
-const write = http.ServerResponse.prototype.write;
-http.ServerResponse.prototype.write = function (...args) { if (this.writableEnded) afterEnd++; return write.apply(this, args); };
+const counts = watchWrites();
 const broker = new Broker({ capacity: 1000 });
 const limiter = new ConnectionLimiter({ total: 100000, perClient: 100000, perChannel: 100000 });
 const responses = [];
@@ -53,7 +49,7 @@ const survivors = clients.filter((c) => !doomed.includes(c));
 const left = async () => doomed.filter((c) => !c.ended).length;
 await until(() => doomed.every((c) => c.ended) && broker.stats().waiters === (mode === 'destroy' ? N / 2 : 0) && survivors.every((c) => c.text.includes('"n":2')), 10_000);
 console.log(JSON.stringify({
-  mode, N, afterEnd, uncaught, waiters: broker.stats().waiters, expectedWaiters: mode === 'destroy' ? N / 2 : 0,
+  mode, N, afterEnd: counts.afterEnd, uncaught: counts.uncaught, waiters: broker.stats().waiters, expectedWaiters: mode === 'destroy' ? N / 2 : 0,
   leases: limiter.stats?.() ?? null, openThatShouldEnd: await left(),
   queueHeapKiB: Math.round((queuedHeap - heapBefore) / 1024),
   survivorsMissingN2: survivors.filter((c) => !c.text.includes('"n":2')).length, survivors: survivors.length,

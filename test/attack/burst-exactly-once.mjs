@@ -7,6 +7,7 @@ import { createServer, request } from 'node:http';
 import { connect } from 'node:net';
 import { Broker } from '../../dist/index.js';
 import { longPoll } from '../../dist/adapters/node.js';
+import { engineOf } from './common.mjs';
 
 const engineName = process.argv[2] ?? 'memory';
 const K = Number(process.argv[3] ?? 8);
@@ -20,30 +21,7 @@ const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); },
 const prefix = `rt2-${process.pid}-${Date.now()}`;
 let engine;
 let cleanup = async () => {};
-if (engineName === 'redis') {
-  const { RedisEngine } = await import('../../dist/redis/index.js');
-  const { Redis } = await import('ioredis');
-  const url = 'redis://127.0.0.1:6379';
-  const redis = new Redis(url);
-  engine = new RedisEngine({ redis, prefix: `${prefix}:`, capacity: CAPACITY });
-  cleanup = async () => { const keys = await redis.keys(`${prefix}:*`); if (keys.length) await redis.del(...keys); console.log(`removed ${keys.length} Redis keys`); redis.disconnect(); };
-} else if (engineName === 'postgres') {
-  const { PostgresEngine } = await import('../../dist/postgres/index.js');
-  const pg = (await import('pg')).default;
-  const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/test', max: 20 });
-  const pgPrefix = `rt2_${process.pid}_${Date.now()}`;
-  engine = new PostgresEngine({ pool, prefix: pgPrefix, capacity: CAPACITY });
-  await engine.migrate();
-  cleanup = async () => {
-    const client = await pool.connect();
-    await client.query(`DROP TABLE IF EXISTS ${pgPrefix}_messages, ${pgPrefix}_channels, ${pgPrefix}_settings CASCADE`);
-    const { rows } = await client.query(`SELECT p.oid::regprocedure::text AS s FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema() AND p.proname LIKE $1`, [`${pgPrefix}\\_%`]);
-    for (const { s } of rows) await client.query(`DROP FUNCTION IF EXISTS ${s} CASCADE`);
-    console.log(`dropped ${pgPrefix} tables and ${rows.length} functions`);
-    client.release();
-    await pool.end();
-  };
-}
+if (engineName !== 'memory') ({ engine, cleanup } = await engineOf(engineName, prefix, { capacity: CAPACITY }));
 const broker = new Broker(engine ? { engine } : { capacity: CAPACITY });
 const tell = (client) => { client.resets++; for (const channel of channels) client.told.add(channel); };
 const server = createServer(longPoll(broker, { prefix: '/c', publish: true, firstMessage: FIRST, heartbeat: 1000 }));

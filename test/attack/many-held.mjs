@@ -6,6 +6,7 @@
 // back to 0. Usage: node test/attack/many-held.mjs [clients] [seconds] [redis|postgres]: with an
 // engine name, (2) runs on that engine too (127.0.0.1, unique prefix, cleaned up).
 import { Broker, MemoryEngine } from '../../dist/index.js';
+import { engineOf } from './common.mjs';
 const CLIENTS = Number(process.argv[2] ?? 200);
 const SECONDS = Number(process.argv[3] ?? 20);
 const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); }, (2 * SECONDS + 30) * 1000);
@@ -117,29 +118,7 @@ async function exactlyOnce(name, { engine }) {
 const real = process.argv[4];
 if (real) {
   const prefix = `rt3-${process.pid}-${Date.now()}`;
-  let engine, cleanup;
-  if (real === 'redis') {
-    const { RedisEngine } = await import('../../dist/redis/index.js');
-    const { Redis } = await import('ioredis');
-    const redis = new Redis('redis://127.0.0.1:6379');
-    engine = new RedisEngine({ redis, prefix: `${prefix}:` });
-    cleanup = async () => { const keys = await redis.keys(`${prefix}:*`); if (keys.length) await redis.del(...keys); redis.disconnect(); };
-  } else {
-    const { PostgresEngine } = await import('../../dist/postgres/index.js');
-    const pg = (await import('pg')).default;
-    const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/test', max: 20 });
-    const pgPrefix = prefix.replaceAll('-', '_');
-    engine = new PostgresEngine({ pool, prefix: pgPrefix });
-    await engine.migrate();
-    cleanup = async () => {
-      const client = await pool.connect();
-      await client.query(`DROP TABLE IF EXISTS ${pgPrefix}_messages, ${pgPrefix}_channels, ${pgPrefix}_settings CASCADE`);
-      const { rows } = await client.query(`SELECT p.oid::regprocedure::text AS s FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema() AND p.proname LIKE $1`, [`${pgPrefix}\\_%`]);
-      for (const { s } of rows) await client.query(`DROP FUNCTION IF EXISTS ${s} CASCADE`);
-      client.release();
-      await pool.end();
-    };
-  }
+  const { engine, cleanup } = await engineOf(real, prefix);
   console.log(JSON.stringify(await exactlyOnce(real, { engine })));
   await cleanup();
   clearTimeout(hard);

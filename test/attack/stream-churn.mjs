@@ -2,20 +2,16 @@
 // all while publishes land every turn on a few channels, so that streams end while queued to
 // poll again. Counts writes after a response ended, uncaught errors, and what is left held
 // (waiters, leases) once every client is gone. Usage: node test/attack/stream-churn.mjs [clients] [seconds]
-import http, { createServer } from 'node:http';
+import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { Broker, ConnectionLimiter } from '../../dist/index.js';
 import { longPoll } from '../../dist/adapters/node.js';
+import { watchWrites } from './common.mjs';
 
 const CLIENTS = Number(process.argv[2] ?? 300);
 const SECONDS = Number(process.argv[3] ?? 5);
 const hard = setTimeout(() => { console.log('HARD TIMEOUT'); process.exit(2); }, (SECONDS + 30) * 1000);
-let afterEnd = 0;
-let uncaught = 0;
-process.on('uncaughtException', (e) => { uncaught++; console.log('uncaught', e.code, e.message); });
-process.on('unhandledRejection', (e) => { uncaught++; console.log('unhandled', e?.code, e?.message); });
-const write = http.ServerResponse.prototype.write;
-http.ServerResponse.prototype.write = function (...args) { if (this.writableEnded) afterEnd++; return write.apply(this, args); };
+const counts = watchWrites();
 const broker = new Broker({ capacity: 50 });
 const limiter = new ConnectionLimiter({ total: 100000, perClient: 100000, perChannel: 100000 });
 const server = createServer(longPoll(broker, { prefix: '/c', limiter, heartbeat: 20, maxStream: 60, sendTimeout: 500 }));
@@ -61,7 +57,7 @@ const wait = Date.now() + 3000;
 while ((broker.stats().waiters > 0 || limiter.stats().total > 0) && Date.now() < wait) await new Promise((r) => setTimeout(r, 20));
 const stuck = [...live.values()];
 console.log('still open', stuck.length, JSON.stringify(stuck.reduce((a, s) => ({ ...a, [s.kind]: (a[s.kind] ?? 0) + 1 }), {})), JSON.stringify(stuck.slice(0, 2).map((s) => s.text.slice(0, 200))));
-console.log(JSON.stringify({ CLIENTS, SECONDS, published: published * channels.length, opened, ends, afterEnd, uncaught, waiters: broker.stats().waiters, leases: limiter.stats().total, heapMB: Math.round(process.memoryUsage().heapUsed / 1048576) }));
+console.log(JSON.stringify({ CLIENTS, SECONDS, published: published * channels.length, opened, ends, afterEnd: counts.afterEnd, uncaught: counts.uncaught, waiters: broker.stats().waiters, leases: limiter.stats().total, heapMB: Math.round(process.memoryUsage().heapUsed / 1048576) }));
 await broker.close();
 server.closeAllConnections();
 server.close();
