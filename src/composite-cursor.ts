@@ -1,7 +1,6 @@
 import { hashOf } from './channel-tag.js';
 import type { Cursor } from './engine.js';
 import { LongPollError } from './errors.js';
-import { firstRepeat } from './first-repeat.js';
 
 /**
  * The cursor of a poll over many channels: one position per channel, in one opaque, URL-safe
@@ -90,51 +89,29 @@ export function decodeComposite(composite: Cursor | undefined, channels: readonl
 export function decodeCursors(composite: Cursor | undefined, channels: readonly string[]): (Cursor | undefined)[] {
   const cursors = new Array<Cursor | undefined>(channels.length).fill(undefined);
   if (composite === undefined || composite === '') return cursors;
-  const keys = channels.map(keyOf);
-  const shared = sharedKeys(keys);
-  // Entries come in list order while the list stays the same: each is looked for first where
-  // the one before it was found, and otherwise in a map of the keys, made at the first miss. A
-  // scan of every key per entry would cost the listed channels times the entries, which a
-  // client chooses (a cursor of unlisted entries: test/composite-cursor-cost.test.ts).
-  let next = 0;
-  let byKey: Map<string, number> | undefined;
+  // The index of each listed channel by key; -1 for a key two of them share. One map, so that
+  // a cursor's entries, which the client chooses, cost one lookup each whatever their number
+  // (test/composite-cursor-cost.test.ts).
+  const listed = new Map<string, number>();
+  for (let i = 0; i < channels.length; i++) {
+    const key = keyOf(channels[i]!);
+    listed.set(key, listed.has(key) ? -1 : i);
+  }
   for (let start = 0; start <= composite.length; ) {
     const separator = composite.indexOf(SEPARATOR, start);
     const end = separator === -1 ? composite.length : separator;
     const dot = composite.indexOf('.', start);
     if (dot === -1 || dot >= end - 1) throw notOurs();
-    let index = next < keys.length && isKeyAt(composite, start, dot, keys[next]!) ? next : -1;
-    if (index === -1) {
-      byKey ??= indexOfKeys(keys);
-      index = byKey.get(composite.slice(start, dot)) ?? -1;
-    }
-    if (index === -1) {
-      if (!KEY.test(composite.slice(start, dot))) throw notOurs();
-    } else if (!shared?.has(keys[index]!)) {
+    const key = composite.slice(start, dot);
+    const index = listed.get(key);
+    if (index === undefined) {
+      if (!KEY.test(key)) throw notOurs();
+    } else if (index !== -1) {
       cursors[index] = composite.slice(dot + 1, end);
     }
-    next = index + 1;
     start = end + 1;
   }
   return cursors;
-}
-
-/** The keys that two or more of `keys` share, if any (two listed channels whose hashes collide). */
-function sharedKeys(keys: readonly string[]): Set<string> | undefined {
-  if (firstRepeat(keys) === undefined) return undefined;
-  return new Set(keys.filter((key, i) => keys.indexOf(key) !== i));
-}
-
-/** Whether `composite` has `key` from `start` to `end`. */
-function isKeyAt(composite: string, start: number, end: number, key: string): boolean {
-  return key.length === end - start && composite.startsWith(key, start);
-}
-
-/** The index of each of `keys` (the first, for a key two share: shared keys take no entry anyway). */
-function indexOfKeys(keys: readonly string[]): Map<string, number> {
-  const byKey = new Map<string, number>();
-  for (let i = 0; i < keys.length; i++) if (!byKey.has(keys[i]!)) byKey.set(keys[i]!, i);
-  return byKey;
 }
 
 function notOurs(): LongPollError {
