@@ -27,6 +27,7 @@ export const FILES = [
   'expiry-lists.js',
   'channel-keys.js',
   'many-held.js',
+  'shared-response.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -41,7 +42,7 @@ const started = Date.now();
 const results = new Map();
 for (let run = 0; run < runs; run++) {
   for (const file of FILES) {
-    const output = execFileSync(process.execPath, [join(here, file), '--json'], { encoding: 'utf8' });
+    const output = execFileSync(process.execPath, ['--expose-gc', join(here, file), '--json'], { encoding: 'utf8' });
     for (const line of output.split('\n')) {
       if (line.startsWith('@micro ')) {
         const result = JSON.parse(line.slice('@micro '.length));

@@ -1,4 +1,4 @@
-import { LongPollError, type PublishedMessage } from '../index.js';
+import { LongPollError, type JsonValue, type PublishedMessage } from '../index.js';
 import type { Answer } from '../poll.js';
 import { STREAM_HEADERS, type EventStream } from './sse.js';
 
@@ -18,6 +18,19 @@ export interface PollResponse {
    * then hands the stream its {@link StreamSink} (`stream.attach`) instead of writing a body.
    */
   readonly stream?: EventStream;
+}
+
+declare module '../poll.js' {
+  // The core knows nothing of HTTP: this layer adds the field it keeps on each answer. (Every
+  // declaration of a class's type names the same type parameters, used or not.)
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  interface Answer<T = JsonValue> {
+    /**
+     * The HTTP answer, made by the first poll that writes it and shared by every poll it goes to
+     * that asked nothing of its own (see {@link sharedResponse}).
+     */
+    response?: PollResponse;
+  }
 }
 
 /** The answer that opens an event stream. */
@@ -56,6 +69,22 @@ export function pollResponse(answer: Answer<unknown>, applied: string | undefine
   // A length, so that Node writes the body as is rather than chunked.
   headers['content-length'] = String(bytes.byteLength);
   return { status: 200, headers, body: bytes };
+}
+
+/**
+ * {@link pollResponse} for a poll that asked no `Prefer: wait`: made once per {@link Answer} and
+ * shared, frozen, by every such poll the answer goes to: a fanout writes one headers object
+ * thousands of times instead of making one per poll (bench/micro/shared-response.js). A timeout
+ * is answered once per poll and depends on the adapter's `timeoutStatus`: it is made each time.
+ */
+export function sharedResponse(answer: Answer<unknown>, timeoutStatus: 200 | 204 | 304): PollResponse {
+  if (answer.result.timedOut) return pollResponse(answer, undefined, timeoutStatus);
+  if (answer.response === undefined) {
+    const response = pollResponse(answer, undefined, 200);
+    Object.freeze(response.headers);
+    answer.response = Object.freeze(response);
+  }
+  return answer.response;
 }
 
 /** The answer to a publish: what `broker.publish` returned. */

@@ -1,6 +1,6 @@
 import { LongPollError, type Lease } from '../index.js';
 import { PollTicket, type Answer } from '../poll.js';
-import { pollResponse, problemResponse, type PollResponse } from './answer.js';
+import { pollResponse, problemResponse, sharedResponse, type PollResponse } from './answer.js';
 import type { RequestBody } from './body.js';
 import type { EventStream } from './sse.js';
 
@@ -85,7 +85,8 @@ export class Exchange extends PollTicket<unknown> {
   resolve(answer: Answer<unknown>): void {
     let response: PollResponse;
     try {
-      response = pollResponse(answer, this.applied, this.timeoutStatus);
+      const { applied, timeoutStatus } = this;
+      response = applied === undefined ? sharedResponse(answer, timeoutStatus) : pollResponse(answer, applied, timeoutStatus);
     } catch (error) {
       response = problemResponse(error);
     }

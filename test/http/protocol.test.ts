@@ -255,6 +255,31 @@ describe.each(ADAPTERS)('the %s adapter', (adapter) => {
       expect(response.headers.get('preference-applied')).toBe('wait=55');
     });
 
+    it('answers the polls one publish wakes alike, and only the one that asked Prefer: wait says what it applied', async () => {
+      const { broker, server } = await start();
+      const polls = [send(server.url('shared')), send(server.url('shared')), send(server.url('shared'), { headers: { prefer: 'wait=30' } })] as const;
+      await until(() => broker.stats().waiters === 3, 'the polls are held');
+      await broker.publish('shared', 'now');
+      const [first, second, third] = await Promise.all(polls);
+      for (const response of [first, second, third]) {
+        expect(response.status).toBe(200);
+        expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+        expect(Number(response.headers.get('content-length'))).toBe(Buffer.byteLength(response.text));
+      }
+      expect(second.text).toBe(first.text);
+      expect(third.text).toBe(first.text);
+      expect(json<PollBody>(first).messages.map((message) => message.data)).toEqual(['now']);
+      expect(first.headers.get('longpoll-cursor')).toBe(json<PollBody>(first).cursor);
+      expect(first.headers.get('preference-applied')).toBeNull();
+      expect(second.headers.get('preference-applied')).toBeNull();
+      expect(third.headers.get('preference-applied')).toBe('wait=30');
+      // A later poll from that cursor waits for the next publish, which gets its own answer.
+      const next = send(server.url('shared', `cursor=${encodeURIComponent(json<PollBody>(first).cursor)}`));
+      await until(() => broker.stats().waiters === 1, 'the next poll is held');
+      await broker.publish('shared', 'later');
+      expect(json<PollBody>(await next).messages.map((message) => message.data)).toEqual(['later']);
+    });
+
     it('uses defaultWait when the request names none', async () => {
       const { server } = await start({ defaultWait: 200 });
       const response = await send(server.url('room'));
