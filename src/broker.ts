@@ -310,14 +310,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
    * @internal
    */
   [startPoll](target: string | Selection, options: PollOptions, ticket: PollTicket<T>): void {
-    let polled: Promise<void>;
+    let polled: Promise<void> | undefined;
     try {
       polled = target instanceof Selection ? this.#startMany(target, options, ticket) : this.#poll(target, options, ticket);
     } catch (error) {
       ticket.reject(error);
       return;
     }
-    polled.catch((error: unknown) => ticket.reject(error));
+    polled?.catch((error: unknown) => ticket.reject(error));
   }
 
   /**
@@ -477,9 +477,16 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     );
   }
 
-  async #poll(channel: string, options: PollOptions, ticket: PollTicket<T>): Promise<void> {
+  /**
+   * A poll of one channel: reads, then answers or holds. With a synchronous engine and nothing to
+   * wait for first, that is all done before it returns, and it returns no promise: an event
+   * stream polls again after every event, and a promise and a suspended frame per poll were half
+   * of what that allocated (bench/micro/sync-poll.js). Otherwise it goes on in {@link #pollLater}.
+   * Throws synchronously for bad options and on a closed broker.
+   */
+  #poll(channel: string, options: PollOptions, ticket: PollTicket<T>): Promise<void> | undefined {
     assertChannel(channel);
-    let cursor = cursorOf(options);
+    const cursor = cursorOf(options);
     const limit = limitOf(options);
     const wait = waitOf(options);
     const newest = fromNewest(options) && cursor === undefined;
@@ -487,36 +494,64 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     if (this.#closed) throw shuttingDown();
 
     const state = this.#enter(channel);
+    if (this.#ready || newest || !this.#engine.readNow) return this.#pollLater(state, cursor, limit, wait, newest, ticket);
+    try {
+      // No publish can land during a synchronous read: the version cannot have moved.
+      this.#settle(state, this.#engine.readNow(channel, cursor, limit), limit, wait, ticket, state.version);
+    } finally {
+      state.reading--;
+      this.#leave(state);
+    }
+    return undefined;
+  }
+
+  /** {@link #poll} when it must wait: for the engine, for the channel's tail, or for its read. */
+  async #pollLater(
+    state: ChannelState<T>,
+    from: Cursor | undefined,
+    limit: number,
+    wait: number,
+    newest: boolean,
+    ticket: PollTicket<T>,
+  ): Promise<void> {
+    const { channel } = state;
+    let cursor = from;
     try {
       if (this.#ready) await this.#ready;
       if (newest) cursor = await tailOf(this.#engine, channel);
       for (;;) {
         const version = state.version;
-        // The synchronous read, where the engine has one, suspends nothing.
         const batch = this.#engine.readNow?.(channel, cursor, limit) ?? (await this.#engine.read(channel, cursor, limit));
-        ticket.throwIfCancelled();
-        if (batch.messages.length > 0) {
-          ticket.resolve(answerOf(batch));
-          this.#report('deliver', { channel, messages: batch.messages.length, polls: 1 });
-          return;
-        }
-        if (wait === 0 || ticket.expired) {
-          ticket.resolve(timedOut(batch.cursor));
-          return;
-        }
-        if (this.#closed) throw shuttingDown();
+        if (this.#settle(state, batch, limit, wait, ticket, version)) return;
         cursor = batch.cursor;
-        // A publish that landed during the read bumped the version: read again, or it is lost.
-        if (state.version === version) {
-          // Registered, not awaited: a held poll keeps no suspended frame alive.
-          this.#hold(state, cursor, limit, wait, ticket);
-          return;
-        }
       }
     } finally {
       state.reading--;
       this.#leave(state);
     }
+  }
+
+  /**
+   * What a poll does with its read: answers it, or holds it (`true`); `false` when a publish
+   * landed during the read (the channel's version is no longer `version`), so that the poll
+   * reads again from the batch's cursor, or that publish is lost.
+   */
+  #settle(state: ChannelState<T>, batch: Batch, limit: number, wait: number, ticket: PollTicket<T>, version: number): boolean {
+    ticket.throwIfCancelled();
+    if (batch.messages.length > 0) {
+      ticket.resolve(answerOf(batch));
+      this.#report('deliver', { channel: state.channel, messages: batch.messages.length, polls: 1 });
+      return true;
+    }
+    if (wait === 0 || ticket.expired) {
+      ticket.resolve(timedOut(batch.cursor));
+      return true;
+    }
+    if (this.#closed) throw shuttingDown();
+    if (state.version !== version) return false;
+    // Registered, not awaited: a held poll keeps no suspended frame alive.
+    this.#hold(state, batch.cursor, limit, wait, ticket);
+    return true;
   }
 
   /**

@@ -28,6 +28,7 @@ export const FILES = [
   'channel-keys.js',
   'many-held.js',
   'shared-response.js',
+  'sync-poll.js',
 ];
 
 const here = fileURLToPath(new URL('.', import.meta.url));
