@@ -146,7 +146,7 @@ export function renderMarkdown(summary, context) {
   lines.push(
     `## Memory per held poll (N = ${integer(top)})`,
     '',
-    'Server heap and RSS after two forced collections (between timed windows), holding N polls against holding none (after the warm-up and the latency rounds). For socket.io and faye a held poll includes its session.',
+    'Server heap and RSS after two forced collections (between timed windows), holding N polls against holding the 100 of the steady state (measured just after it, so that what a system keeps besides its polls, such as a history, is at its size in both), divided by N − 100. For socket.io and faye a held poll includes its session.',
     '',
   );
   table(

@@ -101,9 +101,6 @@ export async function runTurn(system, plan, options = {}) {
       latencies.push(Number(BigInt(last) - before) / 1000);
     }
 
-    // Nothing is held now: the baseline of the memory figures.
-    const base = await askServer('memory');
-
     const clients = plan.steadyClients;
     await askLoad('steady', { clients }, 60_000);
     await askServer('waitHeld', { count: clients, timeout: 30_000 }, 35_000);
@@ -114,6 +111,9 @@ export async function runTurn(system, plan, options = {}) {
 
     // The steady-state clients stay held; the fanouts below answer them along with the rest.
     await holdAll(clients);
+    // The baseline of the memory figures: those clients held, after the steady state, so that
+    // what a system keeps besides its polls (a history, now at its size) is in both figures.
+    const base = await askServer('memory');
     const sizes = {};
     for (const count of plan.sizes) {
       // A fanout takes a fraction of a second, so one burst of someone else's work on this shared
@@ -127,8 +127,8 @@ export async function runTurn(system, plan, options = {}) {
       sizes[count] = {
         responsesPerSecond: count / seconds,
         cpuPerResponse: cpu / count,
-        heapPerPoll: (memory.heapUsed - base.heapUsed) / count,
-        rssPerPoll: (memory.rss - base.rss) / count,
+        heapPerPoll: (memory.heapUsed - base.heapUsed) / (count - clients),
+        rssPerPoll: (memory.rss - base.rss) / (count - clients),
       };
     }
 
