@@ -61,7 +61,8 @@ export function renderSse(result) {
       `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, raw and longpoll-kit alternating, each turn fresh processes; medians` +
       (plan.bestOf && Object.keys(plan.bestOf).length > 0
         ? `; the fastest of ${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')} in each turn.`
-        : '.'),
+        : '.') +
+      ' The event published right after the forced collections is not timed (as for the polls).',
     '',
   );
   const row = (label, pick, format, base) =>

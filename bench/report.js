@@ -124,7 +124,8 @@ export function renderMarkdown(summary, context) {
     'Responses per second from the publish until the load generator has received the last response. Raw node:http answers every held response with one pre-serialised body and content-length, of the same shape and size as the answer of longpoll-kit (so the load generator reads the same bytes); the others do what their documentation shows (longpoll-kit: Broker + longpoll-kit/node, no limiter; socket.io: polling transport only; faye: NodeAdapter, long-polling; express-longpoll: create + publish).' +
       (plan.bestOf && Object.keys(plan.bestOf).length > 0
         ? ` Where a fanout takes only tens of milliseconds, one burst of other work on the machine can halve it, so every system repeats it in each turn and the fastest counts (${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')}); then the median over turns.`
-        : ''),
+        : '') +
+      ' The fanout that follows the forced collections of the memory figures is not timed: right after them every system, raw node:http included, ran its next fanouts to 1,000 polls 2–5× slower (18–33 ms, and 40–70 µs of server CPU per response, against 7–10 ms and 10–12 µs once settled).',
     '',
   );
   table(
