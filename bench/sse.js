@@ -47,6 +47,7 @@ export async function runSseTurn(system, plan) {
       const before = BigInt(await askServer('publish', { window: true }));
       const { last, errors } = await askLoad('await', { count, timeout: 60_000 }, 70_000);
       const cpu = await askServer('cpu');
+      if (process.env.BENCH_DEBUG) console.log(`sse ${system} ${count}${measure ? ' after gc' : ''}: ${(Number(BigInt(last) - before) / 1e6).toFixed(1)} ms, cpu ${cpu}`);
       if (errors.length > 0) throw new Error(`${system} SSE: ${errors.join('; ')}`);
       return { memory, seconds: Number(BigInt(last) - before) / 1e9, cpu };
     }
