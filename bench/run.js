@@ -99,10 +99,10 @@ const plan = quick
     };
 /** bench/many.js: N re-polling clients, a fixed number of publishes per turn; 5 rounds, as a round's pair of turns can differ by a third on this shared machine. */
 plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 5, clients: 1000, publishes: 40, warmup: 10 };
-/** bench/sse.js: fanouts to N open streams. */
+/** bench/sse.js: fanouts to N open streams; 5 rounds, as a round's pair of turns differed by up to a third at N = 1,000 (0.67–1.02 in one session). */
 plan.sse = quick
   ? { rounds: 1, sizes: [1000] }
-  : { rounds: 3, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 6, 5000: 2 } };
+  : { rounds: 5, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 6, 5000: 2 } };
 /** What the first measurements led to: kept in docs/benchmarks.md under every new run's figures. */
 const HISTORY = `
 ## What these measurements changed
