@@ -493,11 +493,14 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     ticket.throwIfCancelled();
     if (this.#closed) throw shuttingDown();
 
+    // Decided before the poll counts as reading (`#enter`): an engine whose `readNow` getter
+    // throws then fails this poll, instead of leaving it counted for ever, which `close()` waits for.
+    const later = this.#ready !== undefined || newest || !this.#engine.readNow;
     const state = this.#enter(channel);
-    if (this.#ready || newest || !this.#engine.readNow) return this.#pollLater(state, cursor, limit, wait, newest, ticket);
+    if (later) return this.#pollLater(state, cursor, limit, wait, newest, ticket);
     try {
       // No publish can land during a synchronous read: the version cannot have moved.
-      this.#settle(state, this.#engine.readNow(channel, cursor, limit), limit, wait, ticket, state.version);
+      this.#settle(state, this.#engine.readNow!(channel, cursor, limit), limit, wait, ticket, state.version);
     } finally {
       state.reading--;
       this.#leave(state);

@@ -19,7 +19,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LongPollError, type Broker } from '../index.js';
 import { bodyChunks, socketTimeoutOf, track, writeAnswer, type ReadableBody } from '../http/connection.js';
-import { createProtocol, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
+import { createProtocol, problemResponse, type Exchange, type LongPollOptions, type PollRequest, type PollResponse, type ResponseSink } from '../http/protocol.js';
 
 export type { Access, LongPollOptions } from '../http/protocol.js';
 
@@ -88,13 +88,21 @@ class FastifyPollRequest implements PollRequest<FastifyRequest>, ResponseSink {
 
   write(response: PollResponse): void {
     const res = this.reply.raw;
+    let answer = response;
     if (!res.headersSent && !res.destroyed) {
       // Headers the application's hooks put on the reply (CORS, for one) go out too; ours win.
-      for (const [name, value] of Object.entries(this.reply.getHeaders())) {
-        if (value !== undefined) res.setHeader(name, value);
+      try {
+        for (const [name, value] of Object.entries(this.reply.getHeaders())) {
+          if (value !== undefined) res.setHeader(name, value);
+        }
+      } catch (error) {
+        // One that Node refuses (a hook that copies the query into a header, and a character
+        // outside Latin-1 in it): a 500, as Fastify answers its own routes. Thrown on, it would
+        // leave the poll unanswered, or escape a publish or a timer.
+        answer = problemResponse(error);
       }
     }
-    writeAnswer(res, response, this.sendTimeout);
+    writeAnswer(res, answer, this.sendTimeout);
   }
 }
 

@@ -107,12 +107,20 @@ export class Exchange extends PollTicket<unknown> {
     else super.expire();
   }
 
-  /** Writes the answer, once; nothing after the exchange ended. */
+  /**
+   * Writes the answer, once; nothing after the exchange ended. A sink that throws ends the
+   * exchange: the broker calls `resolve` inside a publish, a timer or another poll's answer, where
+   * a throw would leave the polls after this one unanswered or escape as an uncaught error.
+   */
   write(response: PollResponse): void {
     const sink = this.#state;
     if (typeof sink !== 'object') return;
     this.#state = WRITTEN;
-    sink.write(response);
+    try {
+      sink.write(response);
+    } catch {
+      this.end();
+    }
   }
 
   /**

@@ -7,7 +7,7 @@ import { settingsOf, type LongPollOptions, type Settings } from './options.js';
 import { channelOf, channelsOf, checkCursorText, isJsonType, MAX_CURSOR, parsePollParams, parseQuery, segmentOf, type Query } from './params.js';
 import { EventStream, wantsStream } from './sse.js';
 
-export type { PollResponse } from './answer.js';
+export { problemResponse, type PollResponse } from './answer.js';
 export type { RequestBody } from './body.js';
 export { Exchange, type PollRequest, type ResponseSink } from './exchange.js';
 export type { EventStream, StreamSink } from './sse.js';
