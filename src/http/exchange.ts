@@ -109,8 +109,10 @@ export class Exchange extends PollTicket<unknown> {
 
   /**
    * Writes the answer, once; nothing after the exchange ended. A sink that throws ends the
-   * exchange: the broker calls `resolve` inside a publish, a timer or another poll's answer, where
-   * a throw would leave the polls after this one unanswered or escape as an uncaught error.
+   * exchange and is told, as for a client gone before its answer (`abandon`: a fetch request then
+   * gets a network error, a Koa middleware returns). The broker calls `resolve` inside a publish,
+   * a timer or another poll's answer, where a throw would leave the polls after this one
+   * unanswered or escape as an uncaught error.
    */
   write(response: PollResponse): void {
     const sink = this.#state;
@@ -120,6 +122,7 @@ export class Exchange extends PollTicket<unknown> {
       sink.write(response);
     } catch {
       this.end();
+      sink.abandon?.();
     }
   }
 

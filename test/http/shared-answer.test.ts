@@ -4,7 +4,6 @@
  * application's middleware set for that request, a composite cursor, an event stream) may reach
  * another's, none may go stale, and nothing that writes it may break the polls after it.
  */
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import express from 'express';
@@ -21,7 +20,7 @@ import { longPoll as fetchLongPoll } from '../../src/adapters/fetch.js';
 import { longPoll as koaLongPoll } from '../../src/adapters/koa.js';
 import { longPoll as nodeLongPoll } from '../../src/adapters/node.js';
 import { createProtocol, type PollRequest, type PollResponse } from '../../src/http/protocol.js';
-import { ADAPTERS, fetchBridge, PREFIX, type AdapterName, type AnyOptions } from '../support/servers.js';
+import { ADAPTERS, fetchBridge, listening, PREFIX, type AdapterName, type AnyOptions } from '../support/servers.js';
 import { openStream } from './events.js';
 import { hold, json, send, until, type PollBody } from './requests.js';
 
@@ -107,18 +106,7 @@ async function appOf(adapter: AdapterName, broker: Broker<unknown>, options: Any
       break;
     }
   }
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  const origin = `http://127.0.0.1:${port}`;
-  return {
-    origin,
-    url: (channel, query) => `${origin}${PREFIX}/${channel}${query ? `?${query}` : ''}`,
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listening(server);
 }
 
 /** A raw HTTP/1.1 response as read off the socket. */
@@ -178,17 +166,19 @@ function dataOf(text: string): unknown[] {
   return (JSON.parse(text) as PollBody).messages.map((message) => message.data);
 }
 
+// The server and broker of the test that runs, closed after it (every test of the file below that
+// starts one sets these).
+let broker: Broker<unknown> | undefined;
+let app: App | undefined;
+
+afterEach(async () => {
+  await app?.close();
+  await broker?.close();
+  app = undefined;
+  broker = undefined;
+});
+
 describe.each(ADAPTERS)('the shared answer of a fanout on the %s adapter', (adapter) => {
-  let broker: Broker<unknown> | undefined;
-  let app: App | undefined;
-
-  afterEach(async () => {
-    await app?.close();
-    await broker?.close();
-    app = undefined;
-    broker = undefined;
-  });
-
   it("gives each poll its own cursor, limit, Prefer and middleware headers, and never a stale body", async () => {
     broker = new Broker<unknown>();
     const limiter = new ConnectionLimiter({ perClient: 50 });
@@ -295,16 +285,6 @@ describe.each(ADAPTERS)('the shared answer of a fanout on the %s adapter', (adap
 });
 
 describe.each(['fastify', 'fastify4'] as const)('a header a %s hook set that Node refuses', (adapter) => {
-  let broker: Broker<unknown> | undefined;
-  let app: App | undefined;
-
-  afterEach(async () => {
-    await app?.close();
-    await broker?.close();
-    app = undefined;
-    broker = undefined;
-  });
-
   it('is a 500 for its own poll, answered at once, held or timed out, and the polls beside it are answered', async () => {
     broker = new Broker<unknown>();
     const limiter = new ConnectionLimiter();
@@ -397,11 +377,14 @@ describe('a response sink that throws', () => {
     process.on('uncaughtException', onEscape);
     process.on('unhandledRejection', onEscape);
     // A sink that adds a header of its own to what it is given, as a custom writer might.
+    let abandoned = 0;
     const mutating = {
       write(response: PollResponse) {
         (response.headers as Record<string, string>)['x-mine'] = 'yes';
         written.push(response);
       },
+      // Told that nothing will be written, so that its adapter can end the request.
+      abandon: () => void abandoned++,
     };
     const good = { write: (response: PollResponse) => void written.push(response) };
     try {
@@ -416,6 +399,7 @@ describe('a response sink that throws', () => {
       await until(() => written.filter((response) => response.status === 200).length >= 2, 'the good polls are answered');
       // Only the good sinks wrote, the shared answers as made.
       expect(written).toHaveLength(2);
+      expect(abandoned).toBe(2);
       expect(written.map((response) => dataOf(Buffer.from(response.body as Uint8Array).toString()))).toEqual([[1], [2]]);
       for (const response of written) {
         expect('x-mine' in response.headers).toBe(false);

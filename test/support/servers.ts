@@ -170,6 +170,11 @@ export async function startServer<T>(adapter: AdapterName, broker: Broker<T>, op
       server = createServer(fetchBridge(fetchLongPoll(broker, { ...opts, prefix: PREFIX })));
       break;
   }
+  return listening(server);
+}
+
+/** `server` listening on 127.0.0.1 on a free port, its URLs under {@link PREFIX}. */
+export async function listening(server: Server): Promise<TestServer> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
