@@ -125,7 +125,7 @@ export function renderMarkdown(summary, context) {
       (plan.bestOf && Object.keys(plan.bestOf).length > 0
         ? ` Where a fanout takes only tens of milliseconds, one burst of other work on the machine can halve it, so every system repeats it in each turn and the fastest counts (${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')}); then the median over turns.`
         : '') +
-      ' The fanout that follows the forced collections of the memory figures is not timed: right after them every system, raw node:http included, ran its next fanouts to 1,000 polls 2–5× slower (18–33 ms, and 40–70 µs of server CPU per response, against 7–10 ms and 10–12 µs once settled).',
+      ' The fanout that follows the forced collections of the memory figures is not timed: right after them every system, raw node:http included, ran its next fanouts to 1,000 polls 2–5× slower (when this was found, on 2026-12-01: 18–33 ms and 40–70 µs of server CPU per response, against 7–10 ms and 10–12 µs once settled).',
     '',
   );
   table(

@@ -90,7 +90,8 @@ const plan = quick
       latencyRounds: 1000,
       // A fanout to 1,000 polls takes about 10 ms once warm, to 5,000 about 100 ms: the fastest
       // of 6 and of 2 per turn (every system). After the untimed fanout that follows the forced
-      // collections, the next two or three to 1,000 still ran 1.5–3× slower (docs/benchmarks.md).
+      // collections (measureFanout in bench/turn.js), the next two or three to 1,000 still ran up
+      // to 3× slower than the settled ones.
       bestOf: { 1000: 6, 5000: 2 },
       steadyMs: 1000,
       steadyClients: 100,

@@ -9,7 +9,7 @@
  * against the 50 of the warm-up). Streams accumulate: the fanout at 5,000 includes the 1,000.
  */
 import { asker, whenReady } from './rpc.js';
-import { median, spawnNode, stop } from './turn.js';
+import { measureFanout, median, spawnNode, stop } from './turn.js';
 
 const WARMUP = 50;
 /** The server and the path its streams are on, per system. */
@@ -58,14 +58,7 @@ export async function runSseTurn(system, plan) {
     const base = await askServer('memory');
     const sizes = {};
     for (const count of plan.sizes) {
-      // Not timed: the fanout right after the forced collections (as in bench/turn.js).
-      const { memory } = await fanout(count, { memory: true });
-      let best;
-      for (let repeat = 0; repeat < (plan.bestOf?.[count] ?? 1); repeat++) {
-        const run = await fanout(count);
-        if (!best || run.seconds < best.seconds) best = run;
-      }
-      const { seconds, cpu } = best;
+      const { memory, seconds, cpu } = await measureFanout(fanout, count, plan.bestOf?.[count] ?? 1);
       sizes[count] = {
         eventsPerSecond: count / seconds,
         cpuPerEvent: cpu / count,

@@ -89,7 +89,7 @@ export async function runTurn(system, plan, options = {}) {
     }
 
     // Warm-up: the code paths compiled and the peers' lazy set-up (faye's handshake) done.
-    await fanout(50, { memory: true });
+    await fanout(50);
 
     const latencies = [];
     for (let round = 0; round < plan.latencyRounds; round++) {
@@ -116,17 +116,7 @@ export async function runTurn(system, plan, options = {}) {
     const base = await askServer('memory');
     const sizes = {};
     for (const count of plan.sizes) {
-      // The memory figures need forced collections, after which every system (raw node:http
-      // included) ran its next fanouts 2–5× slower than later ones: that fanout is not timed.
-      const { memory } = await fanout(count, { memory: true });
-      // A fanout takes a fraction of a second, so one burst of someone else's work on this shared
-      // machine can halve it: where it is cheap, repeat and keep the fastest (medians come later).
-      let best;
-      for (let repeat = 0; repeat < (plan.bestOf?.[count] ?? 1); repeat++) {
-        const run = await fanout(count);
-        if (!best || run.seconds < best.seconds) best = run;
-      }
-      const { seconds, cpu } = best;
+      const { memory, seconds, cpu } = await measureFanout(fanout, count, plan.bestOf?.[count] ?? 1);
       sizes[count] = {
         responsesPerSecond: count / seconds,
         cpuPerResponse: cpu / count,
@@ -149,6 +139,27 @@ export async function runTurn(system, plan, options = {}) {
     await stop(server);
     if (load) await stop(load);
   }
+}
+
+/**
+ * The figures of one N: memory on a fanout of its own, not timed, as the forced collections
+ * behind them left every system (raw node:http included) 2–5× slower for its next fanouts; then
+ * the fastest of `repeats` timed fanouts. A fanout takes a fraction of a second, so one burst of
+ * someone else's work on this shared machine can halve it: where it is cheap, repeat and keep the
+ * fastest (medians over turns come later).
+ * @template {{ memory: unknown, seconds: number, cpu: number }} Run
+ * @param {(count: number, options?: { memory?: boolean }) => Promise<Run>} fanout
+ * @param {number} count
+ * @param {number} repeats
+ */
+export async function measureFanout(fanout, count, repeats) {
+  const { memory } = await fanout(count, { memory: true });
+  let best = await fanout(count);
+  for (let repeat = 1; repeat < repeats; repeat++) {
+    const run = await fanout(count);
+    if (run.seconds < best.seconds) best = run;
+  }
+  return { memory, seconds: best.seconds, cpu: best.cpu };
 }
 
 export { median };
