@@ -60,12 +60,14 @@ export type Positions = ReadonlyMap<string, Cursor | undefined>;
  * without a position are left out.
  */
 export function encodeCursors(channels: readonly string[], cursors: readonly (Cursor | undefined)[]): Cursor {
-  const entries: string[] = [];
+  let composite = '';
   for (let i = 0; i < channels.length; i++) {
     const cursor = cursors[i];
-    if (cursor !== undefined) entries.push(`${keyOf(channels[i]!)}.${cursor}`);
+    if (cursor === undefined) continue;
+    if (composite !== '') composite += SEPARATOR;
+    composite += `${keyOf(channels[i]!)}.${cursor}`;
   }
-  return entries.join(SEPARATOR);
+  return composite;
 }
 
 /** {@link encodeCursors} of positions by channel. */
@@ -89,29 +91,53 @@ export function decodeComposite(composite: Cursor | undefined, channels: readonl
 export function decodeCursors(composite: Cursor | undefined, channels: readonly string[]): (Cursor | undefined)[] {
   const cursors = new Array<Cursor | undefined>(channels.length).fill(undefined);
   if (composite === undefined || composite === '') return cursors;
+  const keys = channels.map(keyOf);
   // The index of each listed channel by key; -1 for a key two of them share. One map, so that
   // a cursor's entries, which the client chooses, cost one lookup each whatever their number
-  // (test/composite-cursor-cost.test.ts).
-  const listed = new Map<string, number>();
-  for (let i = 0; i < channels.length; i++) {
-    const key = keyOf(channels[i]!);
-    listed.set(key, listed.has(key) ? -1 : i);
-  }
+  // (test/composite-cursor-cost.test.ts). The cursors this library makes list their entries in
+  // the order of the channels, so for a short list of distinct keys each entry is first compared
+  // with the key of the listed channel after the last one matched, and the map is made only for
+  // an entry out of that order (bench/micro/composite-decode.js).
+  let listed = keys.length > SHORT_LIST || !distinct(keys) ? indexByKey(keys) : undefined;
+  let next = 0;
   for (let start = 0; start <= composite.length; ) {
     const separator = composite.indexOf(SEPARATOR, start);
     const end = separator === -1 ? composite.length : separator;
     const dot = composite.indexOf('.', start);
     if (dot === -1 || dot >= end - 1) throw notOurs();
-    const key = composite.slice(start, dot);
-    const index = listed.get(key);
-    if (index === undefined) {
-      if (!KEY.test(key)) throw notOurs();
-    } else if (index !== -1) {
+    let index: number | undefined;
+    const expected = listed === undefined ? keys[next] : undefined;
+    if (expected !== undefined && dot - start === expected.length && composite.startsWith(expected, start)) {
+      index = next;
+    } else {
+      listed ??= indexByKey(keys);
+      const key = composite.slice(start, dot);
+      index = listed.get(key);
+      if (index === undefined && !KEY.test(key)) throw notOurs();
+    }
+    if (index !== undefined && index !== -1) {
       cursors[index] = composite.slice(dot + 1, end);
+      next = index + 1;
     }
     start = end + 1;
   }
   return cursors;
+}
+
+/** Lists up to this long are checked for a shared key pair by pair, longer ones with a map. */
+const SHORT_LIST = 16;
+
+/** Whether no two of `keys` are equal. */
+function distinct(keys: readonly string[]): boolean {
+  for (let i = 1; i < keys.length; i++) for (let j = 0; j < i; j++) if (keys[i] === keys[j]) return false;
+  return true;
+}
+
+/** The index of each key; -1 for a key listed twice. */
+function indexByKey(keys: readonly string[]): Map<string, number> {
+  const listed = new Map<string, number>();
+  for (let i = 0; i < keys.length; i++) listed.set(keys[i]!, listed.has(keys[i]!) ? -1 : i);
+  return listed;
 }
 
 function notOurs(): LongPollError {

@@ -76,10 +76,14 @@ interface MadeCursor {
   readonly tag: string;
   readonly position: number;
   readonly cursor: Cursor;
+  /** The read that finds nothing after `cursor`, shared by every such read (frozen). */
+  readonly nothing: Batch;
 }
 
+const NO_MESSAGES: readonly Message[] = Object.freeze([]);
+
 /** No cursor made yet. */
-const NONE_MADE: MadeCursor = { tag: '', position: -1, cursor: '' };
+const NONE_MADE: MadeCursor = { tag: '', position: -1, cursor: '', nothing: Object.freeze({ messages: NO_MESSAGES, cursor: '' }) };
 
 /** One message in publish order over all channels: {@link MemoryEngine}'s list of what goes first. */
 interface Published extends Positioned {
@@ -328,11 +332,11 @@ export class MemoryEngine implements Engine {
     const tag = live ? live.tag : hash.toString(36);
     const floor = live ? live.evictedThrough : this.#floors[hash % BUCKETS]!;
     const after = cursor === undefined ? floor : this.#positionOf(cursor, tag, floor, live);
-    if (!live) return { messages: [], cursor: this.#cursor(tag, this.#sequence) };
+    if (!live) return this.#made(tag, this.#sequence).nothing;
 
     const { ring } = live;
     const start = ring.indexAfter(after);
-    if (start === ring.length) return { messages: [], cursor: this.#cursor(tag, this.#sequence, live) };
+    if (start === ring.length) return this.#made(tag, this.#sequence, live).nothing;
     const end = Math.min(ring.length, start + limit);
     // Read to the end: the cursor may move past other channels' positions too.
     const next = end === ring.length ? this.#sequence : ring.at(end - 1)!.position;
@@ -381,15 +385,21 @@ export class MemoryEngine implements Engine {
   }
 
   #cursor(tag: string, position: number, history?: History): Cursor {
+    return this.#made(tag, position, history).cursor;
+  }
+
+  #made(tag: string, position: number, history?: History): MadeCursor {
     // The cursor made last for a channel is made again for every poll that waits at its head:
     // reuse the string, so the polls held on the channel share one instead of holding one each,
-    // and skip building it (bench/micro/cursor-reuse.js). A poll over many channels reads each.
+    // and skip building it; and the read that finds nothing there, which allocates nothing then
+    // (bench/micro/cursor-reuse.js). A poll over many channels reads each.
     const last = history ? history.made : this.#lastCursor;
-    if (last.position === position && last.tag === tag) return last.cursor;
-    const made = { tag, position, cursor: `${this.epoch}.${tag}.${position.toString(36)}` };
+    if (last.position === position && last.tag === tag) return last;
+    const cursor = `${this.epoch}.${tag}.${position.toString(36)}`;
+    const made = { tag, position, cursor, nothing: Object.freeze({ messages: NO_MESSAGES, cursor }) };
     if (history) history.made = made;
     else this.#lastCursor = made;
-    return made.cursor;
+    return made;
   }
 
   /** {@inheritDoc Engine.checkCursor} */
