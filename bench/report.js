@@ -172,7 +172,7 @@ export function renderMarkdown(summary, context) {
       return [LABELS[system], integer(entry.latencyMedian), ratio(entry.latencyMedian, raw.latencyMedian), integer(entry.latencyP99), integer(entry.steadyPerSecond), ratio(entry.steadyPerSecond, raw.steadyPerSecond)];
     }),
   );
-  lines.push('## History: one poll after a cursor (longpoll-kit, in process)', '', 'Broker.poll with a cursor and wait 0 on a channel whose MemoryEngine history is full, at capacity 100 and 10,000.', '');
+  lines.push('## History: one poll after a cursor (longpoll-kit, in process)', '', 'Broker.poll with a cursor and wait 0 on a channel whose MemoryEngine history is full, at capacity 100 and 10,000: both histories filled first, then timed in alternating batches of 500 polls, so that both pay the same garbage collector; the median of the rounds.', '');
   const behinds = [...new Set(history.map((row) => row.behind))];
   table(
     ['messages after the cursor', 'capacity 100 (µs/poll)', 'capacity 10,000 (µs/poll)', '10,000 vs 100'],
