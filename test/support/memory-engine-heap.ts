@@ -47,6 +47,22 @@ if (scenario === 'churn') {
   console.log(JSON.stringify({ scenario, messages: engine.stats().messages, publishGrowth: used() - before }));
   process.exit(0);
 }
+if (scenario === 'channels') {
+  // Many channels of one small message each, each read at its head as a held poll reads it (the
+  // read that finds nothing after the message): what the engine counts against maxBytes per
+  // channel must cover what the channel holds.
+  const engine = new MemoryEngine({ maxAge: Number.POSITIVE_INFINITY });
+  for (let n = 0; n < 100; n++) engine.readNow(`warm-up:${n % 10}`, (await engine.append(`warm-up:${n % 10}`, '1')).cursor, 100);
+  const counted = engine.stats().bytes;
+  const before = used();
+  for (let n = 0; n < 20_000; n++) {
+    const channel = `room:${String(n).padStart(5, '0')}`;
+    engine.readNow(channel, (await engine.append(channel, '1')).cursor, 100);
+  }
+  const publishGrowth = used() - before;
+  console.log(JSON.stringify({ scenario, messages: engine.stats().messages, counted: engine.stats().bytes - counted, publishGrowth }));
+  process.exit(0);
+}
 const maxBytes = 8 * MiB;
 const engine = new MemoryEngine(scenario === 'publish' ? ({ maxBytes }) : {});
 const broker = new Broker({ engine });
