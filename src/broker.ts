@@ -12,7 +12,7 @@ import { payloadOf } from './json.js';
 import { DEFAULT_LIMIT, DEFAULT_WAIT, MAX_LIMIT } from './limits.js';
 import { MemoryEngine } from './memory-engine.js';
 import { Answer, PollTicket, selectMany, Selection, startPoll, timedOut, type PollOptions, type PollResult, type ReadOptions } from './poll.js';
-import { groupWaiters, HeldOnChannel, isIdle, ManyWaiter, Waiter, type ChannelState, type Registry } from './waiter.js';
+import { groupWaiters, HeldOnChannel, isIdle, ManyWaiter, Waiter, WaiterList, type ChannelState, type Registry } from './waiter.js';
 
 /** Options of {@link Broker}. */
 export interface BrokerOptions {
@@ -598,7 +598,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   async #shutDown(): Promise<void> {
     this.#closed = true;
     for (const state of this.#channels.values()) {
-      for (const waiter of state.waiters) waiter.fail(shuttingDown());
+      // A copy: each failure takes its waiter off.
+      for (const waiter of state.waiters.snapshot()) waiter.fail(shuttingDown());
       for (const [waiter] of state.many.entries()) waiter.fail(shuttingDown());
     }
     this.#report('close');
@@ -613,7 +614,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   #enter(channel: string): ChannelState<T> {
     let state = this.#channels.get(channel);
     if (!state) {
-      state = { channel, waiters: new Set(), many: new HeldOnChannel(), version: 0, reading: 0, draining: false, dirty: false };
+      state = { channel, waiters: new WaiterList(), many: new HeldOnChannel(), version: 0, reading: 0, draining: false, dirty: false };
       this.#channels.set(channel, state);
     }
     state.reading++;

@@ -17,7 +17,7 @@ export interface Registry<T> {
 /** What a broker keeps per channel while the channel has waiters or polls reading. */
 export interface ChannelState<T> {
   readonly channel: string;
-  readonly waiters: Set<Waiter<T>>;
+  readonly waiters: WaiterList<T>;
   /** Bumped by every notification: a poll that read before a bump reads again. */
   version: number;
   /** Polls between their first read and their registration as waiters. */
@@ -45,6 +45,8 @@ export class Waiter<T> implements HeldPoll, Expiring {
   previous: Expiring | undefined = undefined;
   next: Expiring | undefined = undefined;
   list: ExpiryList | undefined = undefined;
+  /** Its place in its channel's {@link WaiterList}; -1 once taken off. */
+  place = -1;
 
   constructor(
     readonly cursor: Cursor,
@@ -88,10 +90,55 @@ export class Waiter<T> implements HeldPoll, Expiring {
   }
 }
 
+/**
+ * The polls held on one channel, in an array: a poll is added with a push and taken off by
+ * moving the last one into its place, each waiter knowing its place. A publish takes every poll
+ * of a channel off and their re-polls hold them again; a `Set` does the same with hashing, and
+ * shrinks its table as it empties (bench/micro/waiter-list.js). No order is kept.
+ */
+export class WaiterList<T> {
+  readonly #waiters: Waiter<T>[] = [];
+
+  /** How many polls are held. */
+  get size(): number {
+    return this.#waiters.length;
+  }
+
+  /** The `index`th poll held, for `index` below {@link size}. */
+  at(index: number): Waiter<T> {
+    return this.#waiters[index]!;
+  }
+
+  /** Holds `waiter`. */
+  add(waiter: Waiter<T>): void {
+    waiter.place = this.#waiters.length;
+    this.#waiters.push(waiter);
+  }
+
+  /** Takes `waiter` off; false if it was not held here. */
+  delete(waiter: Waiter<T>): boolean {
+    const { place } = waiter;
+    if (place < 0 || this.#waiters[place] !== waiter) return false;
+    const last = this.#waiters.pop()!;
+    if (last !== waiter) {
+      this.#waiters[place] = last;
+      last.place = place;
+    }
+    waiter.place = -1;
+    return true;
+  }
+
+  /** The polls held now, in a new array. */
+  snapshot(): Waiter<T>[] {
+    return [...this.#waiters];
+  }
+}
+
 /** Waiters with the same cursor and limit, which one read answers. */
-export function groupWaiters<T>(waiters: Set<Waiter<T>>): Iterable<Waiter<T>[]> {
+export function groupWaiters<T>(waiters: WaiterList<T>): Iterable<Waiter<T>[]> {
   const groups = new Map<string, Waiter<T>[]>();
-  for (const waiter of waiters) {
+  for (let i = 0; i < waiters.size; i++) {
+    const waiter = waiters.at(i);
     const key = waiter.limit === DEFAULT_LIMIT ? waiter.cursor : `${waiter.cursor} ${waiter.limit}`;
     const group = groups.get(key);
     if (group) group.push(waiter);
