@@ -9,10 +9,10 @@
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, type LongPollError, MemoryEngine, type Engine } from '../src/index.js';
+import { Broker, type LongPollError, type Engine } from '../src/index.js';
 import { PollTicket, startPoll, type Answer, type PollOptions } from '../src/poll.js';
 import { WaiterList, type Waiter } from '../src/waiter.js';
-import { requiredOnly } from './support/engines.js';
+import { gatedEngine } from './support/engines.js';
 
 /** Lets pending promise callbacks run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -63,35 +63,6 @@ afterEach(async () => {
 
 function start(broker: Broker<unknown>, channel: string, options: PollOptions, ticket: PollTicket<unknown>): void {
   broker[startPoll](channel, options, ticket);
-}
-
-/**
- * A MemoryEngine without `readNow`, whose next read can be held at a gate: a drain then has built
- * its groups and waits for the engine while the test makes polls go away.
- */
-function gatedEngine(): Engine & { block(): { started: Promise<void>; open(): void } } {
-  const base = requiredOnly(new MemoryEngine());
-  let blocked: { started: () => void; opened: Promise<void> } | undefined;
-  return {
-    ...base,
-    read: async (channel, cursor, limit) => {
-      const gate = blocked;
-      blocked = undefined;
-      if (gate) {
-        gate.started();
-        await gate.opened;
-      }
-      return base.read(channel, cursor, limit);
-    },
-    block() {
-      let started!: () => void;
-      let open!: () => void;
-      const startedP = new Promise<void>((resolve) => (started = resolve));
-      const opened = new Promise<void>((resolve) => (open = resolve));
-      blocked = { started, opened };
-      return { started: startedP, open };
-    },
-  };
 }
 
 describe('WaiterList', () => {

@@ -6,38 +6,12 @@
  * and `stats().waiters` comes back to what is really held.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, MemoryEngine, type Engine } from '../../src/index.js';
-import { requiredOnly } from '../support/engines.js';
+import { Broker, type Engine } from '../../src/index.js';
+import { gatedEngine } from '../support/engines.js';
 import { ADAPTERS, PREFIX, startServer, type AdapterName, type TestServer } from '../support/servers.js';
 import { rawConnection, type RawConnection } from '../support/slow-clients.js';
 import { openStream, type OpenStream } from './events.js';
 import { hold, until, type HeldRequest, type PollBody } from './requests.js';
-
-/** A MemoryEngine without `readNow` whose next read waits at a gate the test opens. */
-function gatedEngine(): Engine & { block(): { started: Promise<void>; open(): void } } {
-  const base = requiredOnly(new MemoryEngine());
-  let blocked: { started: () => void; opened: Promise<void> } | undefined;
-  return {
-    ...base,
-    read: async (channel, cursor, limit) => {
-      const gate = blocked;
-      blocked = undefined;
-      if (gate) {
-        gate.started();
-        await gate.opened;
-      }
-      return base.read(channel, cursor, limit);
-    },
-    block() {
-      let started!: () => void;
-      let open!: () => void;
-      const startedP = new Promise<void>((resolve) => (started = resolve));
-      const opened = new Promise<void>((resolve) => (open = resolve));
-      blocked = { started, opened };
-      return { started: startedP, open };
-    },
-  };
-}
 
 let broker: Broker<unknown> | undefined;
 let server: TestServer | undefined;
