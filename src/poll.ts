@@ -1,4 +1,5 @@
 import type { Cursor, JsonValue, Message } from './engine.js';
+import type { ManyWaiter } from './waiter.js';
 
 /** Options of {@link Broker.read}. */
 export interface ReadOptions {
@@ -71,6 +72,8 @@ export class Selection {
   constructor(
     readonly channels: readonly string[],
     readonly cursors: (Cursor | undefined)[],
+    /** The parked poll the cursor is the answer of, which the poll may take over. */
+    readonly parked?: ManyWaiter<unknown>,
   ) {}
 }
 

@@ -2,7 +2,7 @@ import type { Cursor } from './engine.js';
 import { DEFAULT_LIMIT } from './limits.js';
 import { encodeCursors } from './composite-cursor.js';
 import type { Expiring, ExpiryList } from './expiry.js';
-import { timedOut, type HeldPoll, type PollTicket } from './poll.js';
+import { PollTicket, timedOut, type HeldPoll } from './poll.js';
 
 /** The channels of one broker and the number of polls it holds, shared with its waiters. */
 export interface Registry<T> {
@@ -12,6 +12,8 @@ export interface Registry<T> {
   readonly expire: (waiter: Waiter<T>) => void;
   /** What the broker does when a held many-channel poll's list says its wait ran out. */
   readonly expireMany: (waiter: ManyWaiter<T>) => void;
+  /** Parked many-channel polls, by the composite cursor of their answer (see {@link ManyWaiter.park}). */
+  readonly parked: Map<Cursor, ManyWaiter<T>>;
 }
 
 /** What a broker keeps per channel while the channel has waiters or polls reading. */
@@ -192,10 +194,22 @@ export class HeldOnChannel<T> {
   }
 }
 
+/** The ticket of a parked {@link ManyWaiter}: it answered its last one, and holds none. */
+class NoTicket extends PollTicket<never> {
+  resolve(): void {}
+  reject(): void {}
+}
+const NO_TICKET = new NoTicket();
+
 /**
  * A held poll over many channels: registered on each of them, answered by a publish on any. A
  * publish does not answer it directly: the broker takes it off every channel and reads all of
  * them again (see `Broker`'s `#pollMany`), as one request's answer mixes channels.
+ *
+ * Answered, it may stay on its channels' lists, parked (see {@link park}), for the re-poll that
+ * comes back with the cursor of that answer: nothing of its channels moved while it was parked,
+ * so that poll is held again as it is, without reading the channels or registering it anew.
+ * The first publish on any of its channels, or its grace period, takes a parked waiter off.
  */
 export class ManyWaiter<T> implements HeldPoll, Expiring {
   expiresAt = 0;
@@ -204,8 +218,10 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
   list: ExpiryList | undefined = undefined;
   /** Its place in each of its channels' {@link HeldOnChannel}, by the channel's index. */
   readonly places: number[];
-  /** Whether it is held: until {@link detach}. */
+  /** Whether it is on its channels' lists, held or parked: until {@link detach}. */
   attached = true;
+  /** While parked: the composite cursor of its answer, its key in `registry.parked`. */
+  parkedAt: Cursor | undefined = undefined;
 
   constructor(
     readonly channels: readonly string[],
@@ -213,10 +229,11 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     readonly cursors: (Cursor | undefined)[],
     readonly limit: number,
     /** When the wait ends, in `Date.now()` time; `Infinity` for never. */
-    readonly deadline: number,
+    public deadline: number,
     readonly states: readonly ChannelState<T>[],
     readonly registry: Registry<T>,
-    readonly ticket: PollTicket<T>,
+    /** Who gets the answer; none while parked. */
+    public ticket: PollTicket<T>,
   ) {
     this.places = new Array<number>(states.length).fill(0);
     for (let i = 0; i < states.length; i++) states[i]!.many.add(this, i);
@@ -224,7 +241,15 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     ticket.held = this;
   }
 
-  /** Takes the waiter off every channel and its expiry list; false if something already did. */
+  /** Whether it holds a poll: on its channels' lists and not parked. */
+  get held(): boolean {
+    return this.attached && this.parkedAt === undefined;
+  }
+
+  /**
+   * Takes the waiter off every channel and its expiry list, held or parked; false if something
+   * already did.
+   */
   detach(): boolean {
     const { states, registry } = this;
     if (!this.attached) return false;
@@ -235,9 +260,42 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
       if (isIdle(state)) registry.channels.delete(state.channel);
     }
     this.list?.remove(this);
+    if (this.parkedAt === undefined) {
+      registry.held--;
+      this.ticket.held = undefined;
+    } else {
+      if (registry.parked.get(this.parkedAt) === this) registry.parked.delete(this.parkedAt);
+      this.parkedAt = undefined;
+    }
+    return true;
+  }
+
+  /**
+   * Answered with the composite cursor `cursor`: stays on its channels' lists without a ticket,
+   * kept in `registry.parked` under `cursor`, until {@link resume} holds it again for the
+   * re-poll that comes back with that cursor, or {@link detach} forgets it. The caller has
+   * checked that it is held and that no other waiter is parked under `cursor`; it answers the
+   * ticket, and takes the waiter off its expiry list.
+   */
+  park(cursor: Cursor): void {
+    const { registry } = this;
     registry.held--;
     this.ticket.held = undefined;
-    return true;
+    this.ticket = NO_TICKET;
+    this.parkedAt = cursor;
+    registry.parked.set(cursor, this);
+  }
+
+  /** Holds a parked waiter again, for `ticket` until `deadline`; the caller puts it on its expiry list. */
+  resume(ticket: PollTicket<T>, deadline: number): void {
+    const { registry } = this;
+    registry.parked.delete(this.parkedAt!);
+    this.parkedAt = undefined;
+    this.list?.remove(this);
+    this.deadline = deadline;
+    this.ticket = ticket;
+    ticket.held = this;
+    registry.held++;
   }
 
   /** {@inheritDoc HeldPoll.fail} */

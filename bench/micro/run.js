@@ -29,6 +29,7 @@ export const FILES = [
   'channel-keys.js',
   'composite-decode.js',
   'many-held.js',
+  'many-park.js',
   'waiter-list.js',
   'shared-response.js',
   'sync-poll.js',

@@ -8,8 +8,7 @@ import type { Broker } from '../index.js';
 import { decodeComposite, encodeComposite } from '../composite-cursor.js';
 import type { Cursor } from '../engine.js';
 import { LongPollError } from '../errors.js';
-import { encode, PollTicket, startPoll, type Answer, type PollOptions, type Selection } from '../poll.js';
-import { selectionOf } from '../read-many.js';
+import { encode, PollTicket, selectMany, startPoll, type Answer, type PollOptions, type Selection } from '../poll.js';
 
 /** Where an {@link EventStream} writes: the adapter's side of one streamed response. */
 export interface StreamSink {
@@ -364,7 +363,8 @@ export class EventStream extends PollTicket<unknown> {
     const { target } = this;
     let selection: string | Selection;
     try {
-      selection = typeof target === 'string' ? target : selectionOf(target, this.#cursor);
+      // A many-channel stream's poll answered with its cursor may still be parked: held again as it is.
+      selection = typeof target === 'string' ? target : this.broker[selectMany](target, this.#cursor);
     } catch (error) {
       this.reject(error);
       return;
