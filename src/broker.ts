@@ -41,9 +41,12 @@ export interface BrokerOptions {
 
 /** What {@link Broker.stats} reports. */
 export interface BrokerStats {
-  /** Channels holding messages or waiters. */
+  /**
+   * Channels holding messages or waiters; with the default engine, also a channel whose only
+   * waiter is a many-channel poll answered within the last second and kept for its re-poll.
+   */
   readonly channels: number;
-  /** Polls being held. */
+  /** Polls being held (not counting answered many-channel polls kept for their re-poll). */
   readonly waiters: number;
   /** Messages held in history, over all channels. */
   readonly messages: number;
