@@ -517,7 +517,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       for (const [waiter, index] of group) {
         if (!waiter.held) continue; // timed out, cancelled or answered meanwhile
         answered++;
-        const cursor = waiter.moveTo(index, batch.cursor);
+        waiter.cursors[index] = batch.cursor;
+        const cursor = encodeCursors(waiter.channels, waiter.cursors);
         const { ticket } = waiter;
         this.#park(waiter, cursor, parkable);
         ticket.resolve(new Answer(Object.freeze({ messages: batch.messages as PollResult<T>['messages'], cursor, timedOut: false }), batch.json, batch.cursors, texts));

@@ -65,19 +65,9 @@ export function encodeCursors(channels: readonly string[], cursors: readonly (Cu
     const cursor = cursors[i];
     if (cursor === undefined) continue;
     if (composite !== '') composite += SEPARATOR;
-    composite += entryOf(channels[i]!, cursor);
+    composite += `${keyOf(channels[i]!)}.${cursor}`;
   }
   return composite;
-}
-
-/** The entry of `channel` at `cursor` in a composite cursor. */
-export function entryOf(channel: string, cursor: Cursor): string {
-  return `${keyOf(channel)}.${cursor}`;
-}
-
-/** The composite cursor of entries made by {@link entryOf}, in the order of their channels. */
-export function joinEntries(entries: readonly string[]): Cursor {
-  return entries.join(SEPARATOR);
 }
 
 /** {@link encodeCursors} of positions by channel. */

@@ -1,6 +1,6 @@
 import type { Cursor } from './engine.js';
 import { DEFAULT_LIMIT } from './limits.js';
-import { encodeCursors, entryOf, joinEntries } from './composite-cursor.js';
+import { encodeCursors } from './composite-cursor.js';
 import type { Expiring, ExpiryList } from './expiry.js';
 import { PollTicket, timedOut, type HeldPoll } from './poll.js';
 
@@ -222,8 +222,6 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
   attached = true;
   /** While parked: the composite cursor of its answer, its key in `registry.parked`. */
   parkedAt: Cursor | undefined = undefined;
-  /** The entry of each channel in its composite cursor, from its first answer on (see {@link moveTo}). */
-  #entries: string[] | undefined = undefined;
 
   constructor(
     readonly channels: readonly string[],
@@ -241,26 +239,6 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
     for (let i = 0; i < states.length; i++) states[i]!.many.add(this, i);
     registry.held++;
     ticket.held = this;
-  }
-
-  /**
-   * Moves channel `index` to `cursor`, as its answer does, and returns the composite cursor of
-   * all its positions. A poll taken over after its answer answers again and again: it keeps
-   * each channel's entry and makes only the moved one again, then one string, instead of every
-   * entry and the pieces that join them (bench/micro/composite-entries.js).
-   */
-  moveTo(index: number, cursor: Cursor): Cursor {
-    const { channels, cursors } = this;
-    cursors[index] = cursor;
-    let entries = this.#entries;
-    if (entries === undefined) {
-      // Every channel has a position once it is held; were one missing, its entry would be too.
-      if (cursors.includes(undefined)) return encodeCursors(channels, cursors);
-      entries = this.#entries = channels.map((channel, i) => entryOf(channel, cursors[i]!));
-    } else {
-      entries[index] = entryOf(channels[index]!, cursor);
-    }
-    return joinEntries(entries);
   }
 
   /** Whether it holds a poll: on its channels' lists and not parked. */

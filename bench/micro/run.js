@@ -30,7 +30,6 @@ export const FILES = [
   'composite-decode.js',
   'many-held.js',
   'many-park.js',
-  'composite-entries.js',
   'waiter-list.js',
   'shared-response.js',
   'sync-poll.js',
