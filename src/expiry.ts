@@ -51,8 +51,8 @@ export class ExpiryList {
   ) {}
 
   /** Adds `item` at the end. */
-  push(item: Expiring): void {
-    item.expiresAt = performance.now() + this.duration;
+  push(item: Expiring, now = performance.now()): void {
+    item.expiresAt = now + this.duration;
     item.list = this;
     item.previous = this.#last;
     item.next = undefined;
@@ -65,12 +65,7 @@ export class ExpiryList {
 
   /** Takes `item` off the list; the list goes when it is empty. */
   remove(item: Expiring): void {
-    const { previous, next } = item;
-    if (previous) previous.next = next;
-    else this.#first = next;
-    if (next) next.previous = previous;
-    else this.#last = previous;
-    item.previous = item.next = item.list = undefined;
+    this.#unlink(item);
     if (this.#first) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -78,6 +73,24 @@ export class ExpiryList {
   }
 
   /** Expires every entry that is due, then waits for the next one. */
+  /**
+   * `item`, on this list, expires a whole duration from `now` (a `performance.now()` the caller
+   * may read once for many items): its wait starts over.
+   */
+  renew(item: Expiring, now: number): void {
+    this.#unlink(item);
+    this.push(item, now);
+  }
+
+  #unlink(item: Expiring): void {
+    const { previous, next } = item;
+    if (previous) previous.next = next;
+    else this.#first = next;
+    if (next) next.previous = previous;
+    else this.#last = previous;
+    item.previous = item.next = item.list = undefined;
+  }
+
   readonly #fire = (): void => {
     this.#timer = undefined;
     // A timer may fire up to a millisecond before its entry is due by this clock.

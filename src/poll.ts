@@ -170,6 +170,8 @@ export function timedOut<T>(cursor: Cursor): Answer<T> {
 export interface HeldPoll {
   /** Forgets the held poll and rejects its ticket with `reason`; nothing if already answered. */
   fail(reason: unknown): void;
+  /** Forgets the held poll without a word to its ticket; nothing if already answered. */
+  release(): void;
   /** Answers the held poll now, as if its wait had run out; nothing if already answered. */
   expire(): void;
 }
@@ -191,6 +193,16 @@ export abstract class PollTicket<T = JsonValue> {
    * broker then answers it as a timeout after its read instead of holding it.
    */
   expired = false;
+
+  /**
+   * Whether the broker may leave the poll held after an answer, at the answer's cursor and with
+   * its wait started over, instead of taking it off: a ticket that takes answer after answer (an
+   * event stream on one channel) and releases the poll itself (`held.release()`) when it wants
+   * no more.
+   */
+  get keeps(): boolean {
+    return false;
+  }
 
   /** The poll's answer. */
   abstract resolve(answer: Answer<T>): void;

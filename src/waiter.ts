@@ -51,7 +51,8 @@ export class Waiter<T> implements HeldPoll, Expiring {
   place = -1;
 
   constructor(
-    readonly cursor: Cursor,
+    /** Where its next message would be; moved by an answer that leaves it held (`ticket.keeps`). */
+    public cursor: Cursor,
     readonly limit: number,
     readonly state: ChannelState<T>,
     readonly registry: Registry<T>,
@@ -76,9 +77,19 @@ export class Waiter<T> implements HeldPoll, Expiring {
     return true;
   }
 
+  /** Whether it is held: on its channel's list. */
+  get held(): boolean {
+    return this.place >= 0;
+  }
+
   /** {@inheritDoc HeldPoll.fail} */
   fail(reason: unknown): void {
     if (this.detach()) this.ticket.reject(reason);
+  }
+
+  /** {@inheritDoc HeldPoll.release} */
+  release(): void {
+    this.detach();
   }
 
   /** {@inheritDoc HeldPoll.expire} */
@@ -301,6 +312,11 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
   /** {@inheritDoc HeldPoll.fail} */
   fail(reason: unknown): void {
     if (this.detach()) this.ticket.reject(reason);
+  }
+
+  /** {@inheritDoc HeldPoll.release} */
+  release(): void {
+    this.detach();
   }
 
   /** {@inheritDoc HeldPoll.expire} */

@@ -25,6 +25,7 @@ export const FILES = [
   'jitter-steps.js',
   'many-wake.js',
   'stream-repoll.js',
+  'stream-keep.js',
   'expiry-lists.js',
   'channel-keys.js',
   'composite-decode.js',

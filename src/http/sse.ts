@@ -280,9 +280,31 @@ export class EventStream extends PollTicket<unknown> {
       this.#next();
       return;
     }
-    if (!this.#send(chunk)) return;
+    // Full: no poll until the transport drains, so a publish meanwhile writes nothing more.
+    if (!this.#send(chunk)) {
+      this.held?.release();
+      return;
+    }
+    // Still held, at the cursor just written and for another heartbeat (`keeps`): the next
+    // publish answers it. Within a heartbeat of `maxStream`, it polls again instead: that
+    // poll's wait ends with the stream.
+    if (this.held) {
+      if (this.#endAt - Date.now() < this.heartbeat) {
+        this.held.release();
+        this.again();
+      }
+      return;
+    }
     if (result.messages.length > 0) this.again();
     else this.#next();
+  }
+
+  /**
+   * A stream on one channel takes answer after answer from the same held poll while it writes
+   * them as they come; not before its response is open, nor once it has ended.
+   */
+  override get keeps(): boolean {
+    return typeof this.target === 'string' && this.#respond === undefined && !this.#stopped && !this.#paused;
   }
 
   /**
