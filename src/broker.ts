@@ -512,6 +512,12 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       // Read to its end (fewer than the limit), the channel has nothing more for these polls.
       const parkable = batch.messages.length < first.limit;
       for (const [waiter, index] of group) {
+        // Parked since it was grouped: a publish made during this wake (an `evict` listener of
+        // this read) answered it without this channel's news, so its re-poll must read.
+        if (waiter.parkedAt !== undefined) {
+          waiter.detach();
+          continue;
+        }
         if (!waiter.held) continue; // timed out, cancelled or answered meanwhile
         answered++;
         waiter.cursors[index] = batch.cursor;
