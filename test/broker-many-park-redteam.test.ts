@@ -3,6 +3,7 @@
  * taken over when it must not, outlive its grace period, or disturb the polls held beside it.
  * Each test names the defect or the mutant of src/broker.ts / src/waiter.ts it catches.
  */
+import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Broker, MemoryEngine, type Batch, type Cursor, type PollResult } from '../src/index.js';
 import { PollTicket, selectMany, startPoll, type Answer } from '../src/poll.js';
@@ -203,4 +204,42 @@ describe('Broker: parked many-channel polls (red team)', () => {
     expect(data(await other)).toEqual(['b:2']);
     expect(mine.answers.length + mine.errors.length).toBe(1);
   });
+
+  it('counts no channel in stats() that holds only parked polls: no messages, no waiters', async () => {
+    // Defect: `stats().channels` ("channels holding messages or waiters") counts every channel
+    // with a many-channel poll on its list, parked ones included: after an answer on `a`, the
+    // empty channels `b` and `c` of the parked poll count for up to a second.
+    const { broker } = setUp();
+    await answered(broker, ['a', 'b', 'c']);
+    expect(broker.stats()).toEqual({ channels: 1, waiters: 0, messages: 1 });
+  });
+
+  it('lets a script that awaited a many-channel answer exit at once: a parked poll keeps no timer alive', async () => {
+    // Defect: the grace period of a parked poll is an entry in a ref'd expiry list, so a script
+    // that awaits `pollMany`, gets its answer by a publish, and ends without `close()` now stays
+    // up one more second (a single-channel poll's script exits at once, as it did before).
+    const hooks = new URL('./support/typescript-hooks.mjs', import.meta.url).href;
+    const register = `data:text/javascript,import{register}from'node:module';register(${JSON.stringify(hooks)})`;
+    const index = new URL('../src/index.ts', import.meta.url).href;
+    const script = `
+      const { Broker } = await import(${JSON.stringify(index)});
+      const broker = new Broker();
+      const held = broker.pollMany(['a', 'b'], { wait: 5000 });
+      await new Promise((resolve) => setImmediate(resolve));
+      await broker.publish('a', 1);
+      await held;
+      const answered = performance.now();
+      process.on('exit', () => console.log('after ' + Math.round(performance.now() - answered)));
+    `;
+    const child = spawn(process.execPath, ['--import', register, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await new Promise((resolve) => child.once('exit', resolve));
+    clearTimeout(killer);
+    const after = /after (\d+)/.exec(output);
+    expect(after, output).not.toBeNull();
+    expect(Number(after![1])).toBeLessThan(500);
+  }, 15_000);
 });
