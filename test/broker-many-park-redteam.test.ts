@@ -8,8 +8,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Broker, MemoryEngine, type Batch, type Cursor, type PollResult } from '../src/index.js';
 import { PollTicket, selectMany, startPoll, type Answer } from '../src/poll.js';
 
-const selectManyOf = selectMany;
-
 /** A MemoryEngine that counts its synchronous reads: a poll taken over reads nothing. */
 class CountingEngine extends MemoryEngine {
   reads = 0;
@@ -188,7 +186,7 @@ describe('Broker: parked many-channel polls (red team)', () => {
     const list = ['a', 'b'];
     const first = await broker.pollMany(list, { wait: 0 });
     const mine = new Ticket();
-    broker[startPoll](broker[selectManyOf](list, first.cursor), { cursor: first.cursor, wait: 5_000 }, mine);
+    broker[startPoll](broker[selectMany](list, first.cursor), { cursor: first.cursor, wait: 5_000 }, mine);
     await broker.publish('a', 1);
     expect(mine.answers.map((answer) => data(answer.result))).toEqual([['a:1']]);
     const cursor = mine.answers[0]!.result.cursor;
