@@ -662,7 +662,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const engine = this.#engine.stats();
     let channels = engine.channels;
     for (const [channel, state] of this.#channels) {
-      if ((state.waiters.size > 0 || state.many.size > 0) && !this.#engine.retains(channel)) channels++;
+      if ((state.waiters.size === 0 && state.many.size === 0) || this.#engine.retains(channel)) continue;
+      // A parked many-channel poll is not a waiter: a channel only such polls are on holds nothing.
+      if (state.waiters.size > 0 || state.many.entries().some(([waiter]) => waiter.held)) channels++;
     }
     return { channels, waiters: this.#registry.held, messages: engine.messages };
   }
