@@ -515,6 +515,12 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       // Read to its end (fewer than the limit), the channel has nothing more for these polls.
       const parkable = batch.messages.length < first.limit;
       for (const [waiter, index] of group) {
+        // Parked since it was grouped: a publish made during this wake (an `evict` listener of
+        // this read) answered it without this channel's news, so its re-poll must read.
+        if (waiter.parkedAt !== undefined) {
+          waiter.detach();
+          continue;
+        }
         if (!waiter.held) continue; // timed out, cancelled or answered meanwhile
         answered++;
         waiter.cursors[index] = batch.cursor;
@@ -659,7 +665,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const engine = this.#engine.stats();
     let channels = engine.channels;
     for (const [channel, state] of this.#channels) {
-      if ((state.waiters.size > 0 || state.many.size > 0) && !this.#engine.retains(channel)) channels++;
+      if ((state.waiters.size === 0 && state.many.size === 0) || this.#engine.retains(channel)) continue;
+      // A parked many-channel poll is not a waiter: a channel only such polls are on holds nothing.
+      if (state.waiters.size > 0 || state.many.entries().some(([waiter]) => waiter.held)) channels++;
     }
     return { channels, waiters: this.#registry.held, messages: engine.messages };
   }
