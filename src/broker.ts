@@ -41,10 +41,7 @@ export interface BrokerOptions {
 
 /** What {@link Broker.stats} reports. */
 export interface BrokerStats {
-  /**
-   * Channels holding messages or waiters; with the default engine, also a channel whose only
-   * waiter is a many-channel poll answered within the last second and kept for its re-poll.
-   */
+  /** Channels holding messages or waiters. */
   readonly channels: number;
   /** Polls being held (not counting answered many-channel polls kept for their re-poll). */
   readonly waiters: number;
@@ -168,6 +165,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     parked: new Map(),
   };
   readonly #expiries = new Expiries();
+  /** The grace periods of parked many-channel polls: they keep no process alive. */
+  readonly #parkings = new Expiries(false);
   readonly #channels = this.#registry.channels;
   #active = 0;
   /** Deliveries made inside a publish's `append`, reported after its `publish` event. */
@@ -550,7 +549,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     }
     waiter.list?.remove(waiter);
     waiter.park(cursor);
-    this.#expiries.add(waiter, PARK_GRACE);
+    this.#parkings.add(waiter, PARK_GRACE);
   }
 
   /** Takes a many-channel poll off its channels and reads them all again. */
@@ -667,7 +666,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     for (const [channel, state] of this.#channels) {
       if ((state.waiters.size === 0 && state.many.size === 0) || this.#engine.retains(channel)) continue;
       // A parked many-channel poll is not a waiter: a channel only such polls are on holds nothing.
-      if (state.waiters.size > 0 || state.many.entries().some(([waiter]) => waiter.held)) channels++;
+      if (state.waiters.size > 0 || state.many.holdsAny()) channels++;
     }
     return { channels, waiters: this.#registry.held, messages: engine.messages };
   }

@@ -23,11 +23,18 @@ export interface Expiring {
 export class Expiries {
   readonly #lists = new Map<number, ExpiryList>();
 
+  /**
+   * @param ref - whether the lists' timers keep the process alive: they do for held polls, as a
+   *   poll's own timer did (a script awaiting a poll does not exit); not for what waits on
+   *   nobody's behalf (answered many-channel polls kept for their re-poll)
+   */
+  constructor(readonly ref = true) {}
+
   /** `item` expires `duration` ms from now, unless it is removed first. */
   add(item: Expiring, duration: number): void {
     let list = this.#lists.get(duration);
     if (!list) {
-      list = new ExpiryList(duration, this.#lists);
+      list = new ExpiryList(duration, this.#lists, this.ref);
       this.#lists.set(duration, list);
     }
     list.push(item);
@@ -48,7 +55,15 @@ export class ExpiryList {
   constructor(
     readonly duration: number,
     readonly lists: Map<number, ExpiryList>,
+    /** See {@link Expiries}. */
+    readonly ref = true,
   ) {}
+
+  #start(ms: number): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(this.#fire, ms);
+    if (!this.ref) timer.unref?.();
+    return timer;
+  }
 
   /** Adds `item` at the end. */
   push(item: Expiring, now = performance.now()): void {
@@ -59,8 +74,7 @@ export class ExpiryList {
     if (this.#last) this.#last.next = item;
     else this.#first = item;
     this.#last = item;
-    // Ref'd on purpose, as a poll's own timer was: a script awaiting a poll does not exit.
-    this.#timer ??= setTimeout(this.#fire, this.duration);
+    this.#timer ??= this.#start(this.duration);
   }
 
   /** Takes `item` off the list; the list goes when it is empty. */
@@ -105,6 +119,6 @@ export class ExpiryList {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const first = this.#first;
-    if (first) this.#timer = setTimeout(this.#fire, Math.max(0, first.expiresAt - performance.now()));
+    if (first) this.#timer = this.#start(Math.max(0, first.expiresAt - performance.now()));
   };
 }

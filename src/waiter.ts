@@ -182,6 +182,12 @@ export class HeldOnChannel<T> {
     return this.#waiters.map((waiter, k) => [waiter, this.#which[k]!] as const);
   }
 
+  /** Whether one of its polls is held, not parked. */
+  holdsAny(): boolean {
+    for (const waiter of this.#waiters) if (waiter.held) return true;
+    return false;
+  }
+
   /** Holds `waiter`, whose channel `index` this is. */
   add(waiter: ManyWaiter<T>, index: number): void {
     waiter.places[index] = this.#waiters.length;
