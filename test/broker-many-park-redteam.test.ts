@@ -5,17 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Broker, MemoryEngine, type Batch, type Cursor, type PollResult } from '../src/index.js';
+import { Broker, type PollResult } from '../src/index.js';
 import { PollTicket, selectMany, startPoll, type Answer } from '../src/poll.js';
-
-/** A MemoryEngine that counts its synchronous reads: a poll taken over reads nothing. */
-class CountingEngine extends MemoryEngine {
-  reads = 0;
-  override readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
-    this.reads++;
-    return super.readNow(channel, cursor, limit);
-  }
-}
+import { CountingEngine } from './support/engines.js';
 
 const brokers: Broker<unknown>[] = [];
 function setUp(options: { capacity?: number; maxAge?: number } = {}): { broker: Broker<unknown>; engine: CountingEngine } {

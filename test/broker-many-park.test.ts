@@ -7,16 +7,8 @@
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, MemoryEngine, type Batch, type Cursor, type PollResult } from '../src/index.js';
-
-/** A MemoryEngine that counts its synchronous reads: a poll taken over reads nothing. */
-class CountingEngine extends MemoryEngine {
-  reads = 0;
-  override readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
-    this.reads++;
-    return super.readNow(channel, cursor, limit);
-  }
-}
+import { Broker, type PollResult } from '../src/index.js';
+import { CountingEngine } from './support/engines.js';
 
 const brokers: Broker<unknown>[] = [];
 function setUp(): { broker: Broker<unknown>; engine: CountingEngine } {

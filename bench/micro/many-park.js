@@ -11,40 +11,12 @@
  */
 import { Broker } from '../../dist/index.js';
 import { compareAsync } from './harness.js';
+import { manyPolls } from './many-polls.js';
 
-const CHANNELS = 40;
-const POLLS = 200;
-
-/** A broker with POLLS re-polling many-channel polls of `limit`; `run(n)` publishes n times. */
+/** A broker with the shared many-channel polls (many-polls.js), each asking `limit`. */
 async function setUp(limit) {
   const broker = new Broker();
-  const channel = (i) => `room.${i}`;
-  let answers = 0;
-  const loop = async (list) => {
-    let cursor;
-    for (;;) {
-      const result = await broker.pollMany(list, { cursor, wait: 60_000, limit }).catch(() => undefined);
-      if (!result) return;
-      cursor = result.cursor;
-      answers++;
-    }
-  };
-  for (let p = 0; p < POLLS; p++) void loop(Array.from({ length: 10 }, (_, k) => channel((p + k * 4) % CHANNELS)));
-  while (broker.stats().waiters < POLLS) await new Promise((resolve) => setTimeout(resolve, 5));
-  let next = 0;
-  return {
-    broker,
-    async run(n) {
-      const before = answers;
-      for (let i = 0; i < n; i++) {
-        const target = answers + POLLS / 4;
-        await broker.publish(channel(next++ % CHANNELS), { text: 'hello' });
-        // Until every woken poll has its answer and is held again.
-        while (answers < target || broker.stats().waiters < POLLS) await new Promise((resolve) => setImmediate(resolve));
-      }
-      return answers - before;
-    },
-  };
+  return { broker, run: await manyPolls(broker, { limit }) };
 }
 
 const parked = await setUp(undefined);

@@ -9,9 +9,7 @@
  */
 import { Broker, MemoryEngine } from '../../dist/index.js';
 import { compareAsync } from './harness.js';
-
-const CHANNELS = 40;
-const POLLS = 200;
+import { manyPolls } from './many-polls.js';
 
 /** MemoryEngine without its optional members. */
 function requiredOnly(inner) {
@@ -25,36 +23,14 @@ function requiredOnly(inner) {
   };
 }
 
-/** A broker with POLLS re-polling many-channel polls; `run(n)` publishes n times. */
+/**
+ * A broker on `engine` with the shared many-channel polls (many-polls.js). They ask `limit: 1`,
+ * so that each one-message answer fills the limit and no answered poll is parked for its re-poll
+ * (many-park.js measures that): every re-poll reads, in both variants.
+ */
 async function setUp(engine) {
   const broker = new Broker({ engine });
-  const channel = (i) => `room.${i}`;
-  let answers = 0;
-  const loop = async (list) => {
-    let cursor;
-    for (;;) {
-      const result = await broker.pollMany(list, { cursor, wait: 60_000 }).catch(() => undefined);
-      if (!result) return;
-      cursor = result.cursor;
-      answers++;
-    }
-  };
-  for (let p = 0; p < POLLS; p++) void loop(Array.from({ length: 10 }, (_, k) => channel((p + k * 4) % CHANNELS)));
-  while (broker.stats().waiters < POLLS) await new Promise((resolve) => setTimeout(resolve, 5));
-  let next = 0;
-  return {
-    broker,
-    async run(n) {
-      const before = answers;
-      for (let i = 0; i < n; i++) {
-        const target = answers + POLLS / 4;
-        await broker.publish(channel(next++ % CHANNELS), { text: 'hello' });
-        // Until every woken poll has its answer and is held again.
-        while (answers < target || broker.stats().waiters < POLLS) await new Promise((resolve) => setImmediate(resolve));
-      }
-      return answers - before;
-    },
-  };
+  return { broker, run: await manyPolls(broker, { limit: 1 }) };
 }
 
 const fast = await setUp(new MemoryEngine());

@@ -4,20 +4,12 @@
  * request expired while `authorize` runs (a request pipelined behind it) must not take one over.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, MemoryEngine, type Batch, type Cursor } from '../../src/index.js';
+import { Broker } from '../../src/index.js';
 import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
 import { rawConnection, type RawConnection } from '../support/slow-clients.js';
 import { openStream, type OpenStream } from './events.js';
 import { json, send, until, type PollBody } from './requests.js';
-
-/** A MemoryEngine that counts its synchronous reads: a poll taken over reads nothing. */
-class CountingEngine extends MemoryEngine {
-  reads = 0;
-  override readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
-    this.reads++;
-    return super.readNow(channel, cursor, limit);
-  }
-}
+import { CountingEngine } from '../support/engines.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const seen = (body: PollBody) => body.messages.map((m) => `${m.channel}:${String(m.data)}`);

@@ -1,4 +1,13 @@
-import { MemoryEngine, type Engine } from '../../src/index.js';
+import { MemoryEngine, type Batch, type Cursor, type Engine } from '../../src/index.js';
+
+/** A MemoryEngine that counts its synchronous reads: a poll taken over reads nothing. */
+export class CountingEngine extends MemoryEngine {
+  reads = 0;
+  override readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
+    this.reads++;
+    return super.readNow(channel, cursor, limit);
+  }
+}
 
 /**
  * A MemoryEngine seen through the required part of the engine contract only: no synchronous
