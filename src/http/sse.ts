@@ -143,6 +143,12 @@ export class EventStream extends PollTicket<unknown> {
   #first: (() => void) | undefined;
   /** {@link finish} was asked before the response was open: it ends right after its first read. */
   #finishing = false;
+  /**
+   * The poll out waits for the time left, not a heartbeat: its timeout is the end, even when it
+   * comes a millisecond early by `Date.now()` (the expiry lists answer up to a millisecond early),
+   * which would otherwise write a ping less than a heartbeat after the last event.
+   */
+  #last = false;
 
   /**
    * @param target - the channel, or the channels of a many-channel stream
@@ -270,7 +276,7 @@ export class EventStream extends PollTicket<unknown> {
       // itself. A composite cursor that lacks a listed channel did not: with 'newest', that
       // channel starts at its newest message, a position only the broker knew.
       if (result.cursor !== this.#cursor) chunk = encode(`id: ${result.cursor}\n\n`);
-    } else if (Date.now() >= this.#endAt) {
+    } else if (this.#last || Date.now() >= this.#endAt) {
       this.finish();
       return;
     } else chunk = PING;
@@ -376,6 +382,7 @@ export class EventStream extends PollTicket<unknown> {
       this.finish();
       return;
     }
+    this.#last = this.#started && left <= this.heartbeat;
     const options: PollOptions = {
       cursor: this.#cursor,
       wait: this.#started ? Math.min(this.heartbeat, left) : 0,
