@@ -378,7 +378,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const deadline = wait === 0 ? 0 : Date.now() + wait;
     // The poll answered with this cursor is still parked: nothing was published on any of its
     // channels since, so reading them would find nothing; it is held again as it is (a publish
-    // and the 10-channel re-polls it causes: 2.3-2.5x less CPU, bench/micro/many-park.js).
+    // and the 10-channel re-polls it causes: 1.8-2.8x less CPU, bench/micro/many-park.js).
     if (parked?.parkedAt !== undefined && parked.limit === limit && deadline > Date.now() && !ticket.expired && !this.#closed) {
       ticket.throwIfCancelled();
       const waiter = parked as ManyWaiter<T>;
@@ -764,9 +764,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           const answer = answerOf<T>(batch);
           // Read to its end (fewer than the limit): a poll whose ticket takes answer after answer
           // (an event stream) stays held at the batch's cursor, its wait started over, with no
-          // poll to read and hold it again (a publish to 1,000 streams and their streams held again:
-          // 4.4-5.0x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the channel dirty:
-          // the next round reads it from there.
+          // poll to read and hold it again (a publish to 1,000 streams, until all are held again:
+          // 4.2-5.4x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the
+          // channel dirty: the next round reads it from there.
           const keep = batch.messages.length < limit;
           // Read once for the group: its polls' waits start over together.
           let now: number | undefined;

@@ -16,7 +16,7 @@ import { manyPolls } from './many-polls.js';
 /** A broker with the shared many-channel polls (many-polls.js), each asking `limit`. */
 async function setUp(limit) {
   const broker = new Broker();
-  return { broker, run: await manyPolls(broker, { limit }) };
+  return { broker, run: await manyPolls(broker, limit) };
 }
 
 const parked = await setUp(undefined);

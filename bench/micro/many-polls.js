@@ -9,18 +9,18 @@ const POLLS = 200;
 const channel = (i) => `room.${i}`;
 
 /**
- * Holds the POLLS many-channel polls on `broker` (each with `options`, such as a `limit`) and
+ * Holds the POLLS many-channel polls on `broker` (each asking `limit`, or the default) and
  * returns `run(n)`: n publishes, each awaited until every poll it woke has its answer and is held
  * again; returns the number of answers.
  * @param {import('../../dist/index.js').Broker} broker
- * @param {import('../../dist/index.js').PollOptions} [options]
+ * @param {number} [limit]
  */
-export async function manyPolls(broker, options = {}) {
+export async function manyPolls(broker, limit) {
   let answers = 0;
   const loop = async (list) => {
     let cursor;
     for (;;) {
-      const result = await broker.pollMany(list, { ...options, cursor, wait: 60_000 }).catch(() => undefined);
+      const result = await broker.pollMany(list, { cursor, wait: 60_000, limit }).catch(() => undefined);
       if (!result) return;
       cursor = result.cursor;
       answers++;

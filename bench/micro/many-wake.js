@@ -30,7 +30,7 @@ function requiredOnly(inner) {
  */
 async function setUp(engine) {
   const broker = new Broker({ engine });
-  return { broker, run: await manyPolls(broker, { limit: 1 }) };
+  return { broker, run: await manyPolls(broker, 1) };
 }
 
 const fast = await setUp(new MemoryEngine());
