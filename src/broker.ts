@@ -361,8 +361,8 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
   /**
    * The {@link Selection} of the poll parked under `cursor` when it was answered, if that poll
    * covered exactly `channels`: the positions it holds are the ones `cursor` names, and it may
-   * be held again as it is (see {@link #startMany}). A string is no cursor of ours: nothing is
-   * parked under it.
+   * be held again as it is (see {@link #startMany}). Nothing is parked under anything but a
+   * string (`cursor` is unchecked here).
    */
   #parkedSelection(channels: readonly string[], cursor: unknown): Selection | undefined {
     const parked = typeof cursor === 'string' ? this.#registry.parked.get(cursor) : undefined;
