@@ -482,11 +482,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
     const groups = new Map<string | undefined, Held[]>();
     for (const held of state.many.entries()) {
       const [waiter, i] = held;
-      // Answered, and now its channel moved: its re-poll must read.
-      if (waiter.parkedAt !== undefined) {
-        waiter.detach();
-        continue;
-      }
+      if (!waiter.awaits()) continue;
       if (!readNow) {
         this.#repollMany(waiter);
         continue;
@@ -514,13 +510,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
       // Read to its end (fewer than the limit), the channel has nothing more for these polls.
       const parkable = batch.messages.length < first.limit;
       for (const [waiter, index] of group) {
-        // Parked since it was grouped: a publish made during this wake (an `evict` listener of
-        // this read) answered it without this channel's news, so its re-poll must read.
-        if (waiter.parkedAt !== undefined) {
-          waiter.detach();
-          continue;
-        }
-        if (!waiter.held) continue; // timed out, cancelled or answered meanwhile
+        if (!waiter.awaits()) continue;
         answered++;
         waiter.cursors[index] = batch.cursor;
         const cursor = encodeCursors(waiter.channels, waiter.cursors);
@@ -554,7 +544,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
 
   /** Takes a many-channel poll off its channels and reads them all again. */
   #repollMany(waiter: ManyWaiter<T>): void {
-    if (!waiter.detach()) return;
+    if (!waiter.awaits() || !waiter.detach()) return;
     this.#pollMany(waiter.channels, waiter.cursors, waiter.limit, waiter.deadline, waiter.ticket).catch((error: unknown) =>
       waiter.ticket.reject(error),
     );
@@ -765,11 +755,9 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           // Read to its end (fewer than the limit): a poll whose ticket takes answer after answer
           // (an event stream) stays held at the batch's cursor, its wait started over, with no
           // poll to read and hold it again (a publish to 1,000 streams, until all are held again:
-          // 4.2-5.4x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the
+          // 3.3-3.5x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the
           // channel dirty: the next round reads it from there.
           const keep = batch.messages.length < limit;
-          // Read once for the group: its polls' waits start over together.
-          let now: number | undefined;
           let answered = 0;
           for (const waiter of group) {
             if (!waiter.held) continue; // timed out or cancelled meanwhile
@@ -777,7 +765,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
             const { ticket } = waiter;
             if (keep && ticket.keeps) {
               waiter.cursor = batch.cursor;
-              waiter.list?.renew(waiter, (now ??= performance.now()));
+              waiter.list?.renew(waiter);
             } else {
               waiter.detach();
             }

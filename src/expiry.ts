@@ -66,8 +66,8 @@ export class ExpiryList {
   }
 
   /** Adds `item` at the end. */
-  push(item: Expiring, now = performance.now()): void {
-    item.expiresAt = now + this.duration;
+  push(item: Expiring): void {
+    item.expiresAt = performance.now() + this.duration;
     item.list = this;
     item.previous = this.#last;
     item.next = undefined;
@@ -87,13 +87,10 @@ export class ExpiryList {
   }
 
   /** Expires every entry that is due, then waits for the next one. */
-  /**
-   * `item`, on this list, expires a whole duration from `now` (a `performance.now()` the caller
-   * may read once for many items): its wait starts over.
-   */
-  renew(item: Expiring, now: number): void {
+  /** `item`, on this list, expires a whole duration from now: its wait starts over. */
+  renew(item: Expiring): void {
     this.#unlink(item);
-    this.push(item, now);
+    this.push(item);
   }
 
   #unlink(item: Expiring): void {

@@ -264,6 +264,17 @@ export class ManyWaiter<T> implements HeldPoll, Expiring {
   }
 
   /**
+   * Whether it still waits for the news of the channel a publish woke it on: it is held. One
+   * parked there instead is taken off, since that channel moved and its re-poll must read: found
+   * on the channel's list, or parked since the wake-up listed it (a publish made during that
+   * wake-up, by an `evict` listener of its read, answered it without this channel's news).
+   */
+  awaits(): boolean {
+    if (this.parkedAt !== undefined) this.detach();
+    return this.held;
+  }
+
+  /**
    * Takes the waiter off every channel and its expiry list, held or parked; false if something
    * already did.
    */

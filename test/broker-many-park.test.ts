@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker, type PollResult } from '../src/index.js';
+import { Broker, LongPollError, MemoryEngine, type Batch, type Cursor, type PollResult } from '../src/index.js';
 import { CountingEngine } from './support/engines.js';
 
 const brokers: Broker<unknown>[] = [];
@@ -132,6 +132,42 @@ describe('Broker: parked many-channel polls', () => {
     await broker.close();
     expect(Date.now() - started).toBeLessThan(500);
     await expect(broker.pollMany(LIST, { cursor: answer.cursor, wait: 5_000 })).rejects.toMatchObject({ code: 'shutting_down' });
+  });
+
+  it('re-polls nothing for a poll parked during a wake-up whose read then fails: it is taken off, and its client reads', async () => {
+    // The read of `a` for the polls a publish on `a` woke first publishes on `x` (as an `evict`
+    // listener may), which answers and parks the poll on [a, x], then fails with
+    // `cursor_expired`. Such a read re-polls each poll of its group for its own client; a parked
+    // poll has none: re-polled, it read for nobody and reported a delivery nobody got.
+    class FailingOnce extends MemoryEngine {
+      armed: (() => void) | undefined;
+      override readNow(channel: string, cursor: Cursor | undefined, limit: number): Batch {
+        const armed = this.armed;
+        if (channel === 'a' && armed) {
+          this.armed = undefined;
+          armed();
+          throw new LongPollError('cursor_expired', 'expired', { earliestCursor: cursor });
+        }
+        return super.readNow(channel, cursor, limit);
+      }
+    }
+    const engine = new FailingOnce({ capacity: 10_000 });
+    const broker = new Broker<unknown>({ engine });
+    brokers.push(broker);
+    const deliveries: string[] = [];
+    broker.on('deliver', ({ channel, polls }) => deliveries.push(`${channel}:${polls}`));
+    const first = await broker.pollMany(['a', 'x'], { wait: 0 });
+    const held = broker.pollMany(['a', 'x'], { cursor: first.cursor, wait: 5_000 });
+    await tick();
+    engine.armed = () => void broker.publish('x', 1);
+    await broker.publish('a', 2);
+    const answer = await held;
+    expect(data(answer)).toEqual(['x:1']);
+    await tick();
+    expect(broker.stats().waiters).toBe(0);
+    // Its client reads `a` from where that answer left it, and is the only one to get `a:2`.
+    expect(data(await broker.pollMany(['a', 'x'], { cursor: answer.cursor, wait: 5_000 }))).toEqual(['a:2']);
+    expect(deliveries.filter((delivery) => delivery.startsWith('a:'))).toEqual(['a:1']);
   });
 
   it('parks at most 10,000 polls: the one past the cap reads on its re-poll, the others do not', async () => {

@@ -77,3 +77,70 @@ describe('expiry lists', () => {
     await broker.close();
   });
 });
+
+describe('ExpiryList.renew (an event stream kept held restarts its wait): red team', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('moves a renewed entry behind the others: an entry due earlier is not held up by it', () => {
+    // Mutant: renew sets `expiresAt` in place, leaving the list out of order; `#fire` stops at the
+    // first entry not due, so the entries behind it wait for it.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const expiries = new Expiries();
+    const start = performance.now();
+    const a = new Entry();
+    const b = new Entry();
+    expiries.add(a, 400);
+    vi.advanceTimersByTime(100);
+    expiries.add(b, 400);
+    vi.advanceTimersByTime(100);
+    a.list!.renew(a); // a: due at 600, b at 500
+    vi.advanceTimersByTime(300);
+    expect(a.firedAt).toBeUndefined();
+    expect(b.firedAt! - start).toBe(500);
+    vi.advanceTimersByTime(100);
+    expect(a.firedAt! - start).toBe(600);
+    expect(expiries.size).toBe(0);
+  });
+
+  it('renews an entry while its list fires: it leaves that round and expires a duration later, after the entries due before it', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const expiries = new Expiries();
+    const start = performance.now();
+    const b = new Entry();
+    // a expires and, inside, b (due at the same time) gets a message: its wait starts over.
+    const a = new Entry(() => b.list?.renew(b));
+    expiries.add(a, 400);
+    expiries.add(b, 400);
+    vi.advanceTimersByTime(300);
+    const c = new Entry();
+    expiries.add(c, 400); // due at 700
+    vi.advanceTimersByTime(100);
+    expect(a.firedAt! - start).toBe(400);
+    expect(b.firedAt).toBeUndefined();
+    vi.advanceTimersByTime(300);
+    expect(c.firedAt! - start).toBe(700);
+    expect(b.firedAt).toBeUndefined();
+    vi.advanceTimersByTime(100);
+    expect(b.firedAt! - start).toBe(800);
+    expect(expiries.size).toBe(0);
+  });
+
+  it('renewing the only entry keeps its list and timer: it expires a whole duration after the renewal', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const expiries = new Expiries();
+    const start = performance.now();
+    const a = new Entry();
+    expiries.add(a, 400);
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(300);
+      a.list!.renew(a);
+    }
+    expect(a.firedAt).toBeUndefined();
+    expect(expiries.size).toBe(1);
+    vi.advanceTimersByTime(399);
+    expect(a.firedAt).toBeUndefined();
+    vi.advanceTimersByTime(1);
+    expect(a.firedAt! - start).toBe(1900);
+    expect(expiries.size).toBe(0);
+  });
+});

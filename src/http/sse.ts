@@ -307,10 +307,12 @@ export class EventStream extends PollTicket<unknown> {
 
   /**
    * A stream on one channel takes answer after answer from the same held poll while it writes
-   * them as they come; not before its response is open, nor once it has ended.
+   * them as they come. The broker asks only while it holds the stream's poll, which it never
+   * does before the response is open (the first read waits for nothing), once the stream has
+   * stopped (stopping cancels the poll) or while it is paused (pausing releases it).
    */
   override get keeps(): boolean {
-    return typeof this.target === 'string' && this.#respond === undefined && !this.#stopped && !this.#paused;
+    return typeof this.target === 'string';
   }
 
   /**
