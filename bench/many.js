@@ -20,14 +20,14 @@ import { publishedChannels } from './clients/channels.js';
  * @param {{ clients: number, publishes: number, warmup: number }} plan
  */
 export async function runManyTurn(variant, plan) {
-  const server = spawnNode(['--expose-gc', 'server.js', 'kit']);
+  const server = spawnNode(['--expose-gc', 'server.js', 'kit'], 'server');
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let load;
   try {
     await whenReady(server, 'kit server');
     const askServer = asker(server, 'kit server');
     const port = await askServer('port');
-    load = spawnNode(['load.js', `kit-${variant}`, String(port), String(plan.clients + 100)]);
+    load = spawnNode(['load.js', `kit-${variant}`, String(port), String(plan.clients + 100)], 'load');
     await whenReady(load, `kit-${variant} load generator`);
     const askLoad = asker(load, `kit-${variant} load generator`);
     const { clients } = plan;

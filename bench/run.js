@@ -16,12 +16,11 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { measureHistory } from './history.js';
 import { measureMany } from './many.js';
 import { renderMany, renderSse } from './report-channels.js';
 import { renderMarkdown, renderSvg, summarise } from './report.js';
 import { measureSse } from './sse.js';
-import { runTurn } from './turn.js';
+import { pinned, runTurn } from './turn.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -100,10 +99,15 @@ const plan = quick
     };
 /** bench/many.js: N re-polling clients, a fixed number of publishes per turn; 5 rounds, as a round's pair of turns can differ by a third on this shared machine. */
 plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { rounds: 5, clients: 1000, publishes: 40, warmup: 10 };
-/** bench/sse.js: fanouts to N open streams; 5 rounds, as a round's pair of turns differed by up to a third at N = 1,000 (0.67–1.02 in one session). */
+/**
+ * bench/sse.js: fanouts to N open streams; 5 rounds, as a round's pair of turns differed by up to
+ * a third at N = 1,000 (0.67–1.02 in one session); the fastest of 6 at every N, as the first
+ * fanouts to streams just opened ran up to twice as slow as the settled ones for both systems
+ * (2026-12-01: 20 µs of server CPU per event against 12-13).
+ */
 plan.sse = quick
   ? { rounds: 1, sizes: [1000] }
-  : { rounds: 5, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 6, 5000: 2 } };
+  : { rounds: 5, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 6, 5000: 6, 15_000: 6 } };
 /** What the first measurements led to: kept in docs/benchmarks.md under every new run's figures. */
 const HISTORY = `
 ## What these measurements changed
@@ -203,6 +207,8 @@ for (let round = 0; round < (runs('peers') ? plan.rounds : 0); round++) {
 let history = [];
 if (runs('history')) {
   console.log('bench: history (in process)');
+  // Imported here, not at the top: history.js imports the package, which the build above makes.
+  const { measureHistory } = await import('./history.js');
   history = await measureHistory({ rounds: plan.historyRounds, polls: plan.historyPolls });
 }
 
@@ -251,14 +257,14 @@ const machine = {
   node: process.version,
 };
 const command = `${quick ? 'npm run bench -- --quick' : 'npm run bench'}${only ? `${quick ? '' : ' --'} --only=${only.join(',')}` : ''}`;
-const context = { machine, command, plan, date: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) };
+const context = { machine, pinned, command, plan, date: new Date().toISOString(), seconds: Math.round((Date.now() - started) / 1000) };
 const results = join(root, 'bench', 'results');
 mkdirSync(results, { recursive: true });
 if (only) {
   // Some sections only: printed and written to bench/results/only.*, never over a full run's files.
   const peers = runs('peers') ? `\n${renderMarkdown(summarise(turns, plan, history), context).replace(/^# .*\n/, '').trimEnd()}\n` : '';
   const engineSection = runs('engines') ? `\n## Engines: memory, Redis and PostgreSQL\n\n${engines}\n` : '';
-  const partial = `# Benchmarks: ${only.join(', ')}\n\nCommand: \`${command}\` · ${context.date} · ${context.seconds} s  \nMachine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}\n${peers}${engineSection}${streams}`;
+  const partial = `# Benchmarks: ${only.join(', ')}\n\nCommand: \`${command}\` · ${context.date} · ${context.seconds} s  \nMachine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}  \n${pinned ? 'Every server process on CPU 0 and every load generator on CPU 1 (taskset).' : 'Processes not pinned to CPUs.'}\n${peers}${engineSection}${streams}`;
   writeFileSync(join(results, 'only.md'), partial);
   writeFileSync(join(results, 'only.json'), `${JSON.stringify({ context, turns, history, engines, many, sse }, null, 2)}\n`);
   console.log(`\n${partial}`);

@@ -21,14 +21,14 @@ const SYSTEMS = { raw: { server: 'raw-sse', path: '/sse' }, kit: { server: 'kit'
  */
 export async function runSseTurn(system, plan) {
   const { server: name, path } = SYSTEMS[system];
-  const server = spawnNode(['--expose-gc', 'server.js', name]);
+  const server = spawnNode(['--expose-gc', 'server.js', name], 'server');
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let load;
   try {
     await whenReady(server, `${name} server`);
     const askServer = asker(server, `${name} server`);
     const port = await askServer('port');
-    load = spawnNode(['sse-load.js', String(port), path]);
+    load = spawnNode(['sse-load.js', String(port), path], 'load');
     await whenReady(load, `${system} SSE load generator`);
     const askLoad = asker(load, `${system} SSE load generator`);
 

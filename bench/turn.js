@@ -3,7 +3,8 @@
  * per-system figure measured in order (memory and fanout at each N, latency, steady state),
  * then both processes stopped, also on failure.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { asker, whenReady } from './rpc.js';
 
@@ -11,9 +12,33 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 /** The hard open-file limit is 20,000; each side of 15,000 held polls needs that many sockets. */
 const FILES = 19_999;
 
-/** A node child with an IPC channel and a raised open-file limit (set in the same shell). */
-export function spawnNode(args) {
-  const command = `ulimit -n ${FILES} && exec "${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`;
+/**
+ * Whether servers and load generators each get a CPU of their own (`taskset`, two CPUs or more;
+ * `BENCH_PIN=0` turns it off). Left to the scheduler, the two share a CPU in some turns and not
+ * in others: on 2026-12-01 the event-stream fanouts of longpoll-kit against raw ranged 0.65-1.42x
+ * between one run's pairs of turns, and 0.91-1.01x pinned.
+ */
+export const pinned =
+  process.env.BENCH_PIN !== '0' &&
+  os.availableParallelism() >= 2 &&
+  (() => {
+    try {
+      execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+/**
+ * A node child with an IPC channel and a raised open-file limit (set in the same shell); when
+ * {@link pinned}, on CPU 0 (`role` 'server') or CPU 1 (`'load'`).
+ * @param {string[]} args
+ * @param {'server' | 'load'} role
+ */
+export function spawnNode(args, role) {
+  const pin = pinned ? `taskset -c ${role === 'server' ? 0 : 1} ` : '';
+  const command = `ulimit -n ${FILES} && exec ${pin}"${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`;
   return spawn('bash', ['-c', command], { cwd: here, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
 
@@ -45,7 +70,7 @@ const percentile = (values, p) => {
  */
 export async function runTurn(system, plan, options = {}) {
   const serverArgs = ['--expose-gc', ...(options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : []), 'server.js', system];
-  const server = spawnNode(serverArgs);
+  const server = spawnNode(serverArgs, 'server');
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let load;
   try {
@@ -53,7 +78,7 @@ export async function runTurn(system, plan, options = {}) {
     const askServer = asker(server, `${system} server`);
     const port = await askServer('port');
     const connections = Math.max(...plan.sizes, plan.steadyClients) + 300;
-    load = spawnNode(['load.js', system, String(port), String(connections)]);
+    load = spawnNode(['load.js', system, String(port), String(connections)], 'load');
     await whenReady(load, `${system} load generator`);
     const askLoad = asker(load, `${system} load generator`);
 
