@@ -88,6 +88,7 @@ export const selectMany: unique symbol = Symbol('longpoll-kit.selectMany');
 /** What this module uses of Node's `Buffer`, which other runtimes may lack. */
 interface BufferClass {
   from(text: string, encoding: 'utf8'): Uint8Array<ArrayBuffer>;
+  allocUnsafe(size: number): Uint8Array<ArrayBuffer>;
 }
 const NodeBuffer = (globalThis as { Buffer?: BufferClass }).Buffer;
 const utf8 = new TextEncoder();
@@ -97,6 +98,13 @@ const utf8 = new TextEncoder();
  */
 export const encode: (text: string) => Uint8Array<ArrayBuffer> =
   NodeBuffer === undefined ? (text) => utf8.encode(text) : (text) => NodeBuffer.from(text, 'utf8');
+
+/**
+ * `size` bytes to fill: a `Buffer` where there is one, which a Node socket writes as it is (a
+ * plain `Uint8Array` it wraps in a new `Buffer` on every write).
+ */
+export const bytes: (size: number) => Uint8Array<ArrayBuffer> =
+  NodeBuffer === undefined ? (size) => new Uint8Array(size) : (size) => NodeBuffer.allocUnsafe(size);
 
 /**
  * A poll's result as the broker hands it over, carrying what the HTTP layer writes: the JSON

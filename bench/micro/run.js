@@ -26,6 +26,7 @@ export const FILES = [
   'many-wake.js',
   'stream-repoll.js',
   'stream-keep.js',
+  'sse-framed.js',
   'expiry-lists.js',
   'channel-keys.js',
   'composite-decode.js',

@@ -5,6 +5,7 @@
  * read. It is written against the shapes it uses rather than against `node:http`, so that
  * `src/http/` imports no framework and no Node module.
  */
+import { bytes } from '../poll.js';
 import type { PollResponse } from './answer.js';
 import type { Exchange } from './exchange.js';
 import type { EventStream, StreamSink } from './sse.js';
@@ -19,8 +20,18 @@ export interface ReadableBody {
 export interface NodeSocket {
   /** Whether the socket is destroyed. */
   readonly destroyed: boolean;
+  /** How many `cork()` calls are not undone yet. */
+  readonly writableCorked: number;
   /** Adds a listener. */
   on(event: 'close' | 'drain', listener: (this: NodeSocket) => void): unknown;
+  /** Adds a listener called once. */
+  once(event: 'drain', listener: () => void): unknown;
+  /** Hands bytes to the connection; `false` when its buffer is full (wait for `drain`). */
+  write(chunk: Uint8Array): boolean;
+  /** Holds writes back until {@link uncork}, to hand them to the kernel together. */
+  cork(): void;
+  /** Hands on what {@link cork} held back. */
+  uncork(): void;
   /** Stops reading. */
   pause(): unknown;
   /** Ends our side of the connection. */
@@ -45,6 +56,12 @@ export interface NodeResponse {
   readonly headersSent: boolean;
   /** Whether the response was destroyed. */
   readonly destroyed: boolean;
+  /** Whether `end()` was called. */
+  readonly writableEnded: boolean;
+  /** The connection, once the response is its current one (`null` while it waits its turn). */
+  readonly socket: NodeSocket | null;
+  /** Whether the body goes out in HTTP/1.1 chunks (Node's `OutgoingMessage`; absent elsewhere). */
+  readonly chunkedEncoding?: boolean;
   /** Whether the whole response was handed to the socket. */
   readonly writableFinished: boolean;
   /** Bytes of the response not yet handed to the socket's kernel buffer. */
@@ -65,13 +82,67 @@ export interface NodeResponse {
   once(event: 'drain', listener: () => void): unknown;
 }
 
+/** The last chunk {@link writeFramed} framed, and its frame. */
+let lastChunk: Uint8Array | undefined;
+let lastFrame: Uint8Array<ArrayBuffer> | undefined;
+
+/** `chunk` as one HTTP/1.1 chunk: its size in hex, CRLF, the bytes, CRLF. */
+function frameOf(chunk: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (chunk === lastChunk) return lastFrame!;
+  const size = chunk.byteLength.toString(16);
+  const frame = bytes(size.length + chunk.byteLength + 4);
+  for (let i = 0; i < size.length; i++) frame[i] = size.charCodeAt(i);
+  frame[size.length] = 13;
+  frame[size.length + 1] = 10;
+  frame.set(chunk, size.length + 2);
+  frame[frame.length - 2] = 13;
+  frame[frame.length - 1] = 10;
+  lastChunk = chunk;
+  lastFrame = frame;
+  return frame;
+}
+
+/** Hands what a turn wrote to a corked socket to the kernel, in one `writev`. */
+const uncork = (socket: NodeSocket): void => socket.uncork();
+
 /**
- * An event stream's writes on Node's response. Listeners are added only when needed (`drain`
- * after a write the socket could not take, `finish` when the stream ends): an open stream costs
- * no listener arrays on its response.
+ * Writes `chunk` to an open chunked response as one HTTP/1.1 chunk, straight to its socket.
+ * Node's `response.write` hands the socket four pieces per chunk (its size, CRLF, the bytes,
+ * CRLF), each through the socket's stream machinery, and every stream a publish wakes on one
+ * channel writes the same chunk, which is framed here once for all of them: 1.2-1.4x less CPU
+ * per chunk written, 1.7-2.0x for ten chunks in one turn (bench/micro/sse-framed.js). Like Node,
+ * it corks the socket until the next tick, so what one turn writes goes out in one `writev`.
+ *
+ * Returns `undefined`, having written nothing, when the response is not Node's own chunked
+ * response on a socket it owns: no socket yet (a pipelined response waiting its turn, whose
+ * bytes Node buffers), not chunked (HTTP/1.0, HTTP/2), ended, or with a `write` of its own
+ * (compression middleware wraps it: the bytes must go through it). The caller writes with
+ * `response.write` then.
+ *
+ * Keeps the last frame until another chunk comes: at most one answer's events, whatever the
+ * number of streams.
+ */
+export function writeFramed(response: NodeResponse, chunk: Uint8Array): boolean | undefined {
+  const { socket } = response;
+  if (!socket || response.chunkedEncoding !== true || response.writableEnded || Object.hasOwn(response, 'write')) return undefined;
+  if (chunk.byteLength === 0) return true; // an empty chunk would end the body
+  if (socket.writableCorked === 0) {
+    socket.cork();
+    process.nextTick(uncork, socket);
+  }
+  return socket.write(frameOf(chunk));
+}
+
+/**
+ * An event stream's writes on Node's response: the first through `response.write`, which sends
+ * the status line and headers with it, the others with {@link writeFramed} when it can.
+ * Listeners are added only when needed (`drain` after a write the socket could not take,
+ * `finish` when the stream ends): an open stream costs no listener arrays on its response.
  */
 class NodeStreamSink implements StreamSink {
   #onDrain: (() => void) | undefined;
+  /** Whether the headers went out with a first write. */
+  #opened = false;
 
   constructor(
     readonly response: NodeResponse,
@@ -79,9 +150,14 @@ class NodeStreamSink implements StreamSink {
   ) {}
 
   send(chunk: Uint8Array): boolean {
-    if (this.response.write(chunk)) return true;
+    const { response } = this;
+    const framed = this.#opened ? writeFramed(response, chunk) : undefined;
+    this.#opened = true;
+    if (framed ?? response.write(chunk)) return true;
     this.#onDrain ??= () => this.stream.drained();
-    this.response.once('drain', this.#onDrain);
+    // A framed write filled the socket's buffer, which says when it is drained.
+    if (framed === false) response.socket!.once('drain', this.#onDrain);
+    else response.once('drain', this.#onDrain);
     return false;
   }
 
