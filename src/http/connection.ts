@@ -20,6 +20,8 @@ export interface ReadableBody {
 export interface NodeSocket {
   /** Whether the socket is destroyed. */
   readonly destroyed: boolean;
+  /** Whether it takes writes: not once ended (Node ends it when the client half-closes it). */
+  readonly writable: boolean;
   /** How many `cork()` calls are not undone yet. */
   readonly writableCorked: number;
   /** Adds a listener. */
@@ -125,7 +127,9 @@ const uncork = (socket: NodeSocket): void => socket.uncork();
  * response on a socket it owns: no socket yet (a pipelined response waiting its turn, whose
  * bytes Node buffers), not chunked (HTTP/1.0, HTTP/2), ended, or with a `write` other than
  * Node's (compression middleware wraps it, a subclass may override it: the bytes must go through
- * it). The caller writes with `response.write` then.
+ * it). The caller writes with `response.write` then. Returns `false`, having written nothing,
+ * when the socket takes no more writes (Node ended it after the client half-closed it): the
+ * caller waits as for a full buffer.
  *
  * Keeps the last frame until another chunk comes: at most one answer's events, whatever the
  * number of streams.
@@ -135,6 +139,10 @@ export function writeFramed(response: NodeResponse, chunk: Uint8Array): boolean 
   // eslint-disable-next-line @typescript-eslint/unbound-method -- compared, never called
   nodeWrite ??= process.getBuiltinModule('node:http').OutgoingMessage.prototype.write;
   if (!socket || response.chunkedEncoding !== true || response.writableEnded || response.write !== nodeWrite) return undefined;
+  // Ended by Node after the client half-closed it, what waits still going out: a write now would
+  // be an error. As full: the stream waits, and its send clock cuts the connection unless the
+  // client reads the rest (the connection then closes, and the stream with it).
+  if (!socket.writable) return false;
   if (chunk.byteLength === 0) return true; // an empty chunk would end the body
   if (socket.writableCorked === 0) {
     socket.cork();

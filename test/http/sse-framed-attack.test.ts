@@ -14,7 +14,7 @@ import { createServer, ServerResponse, type IncomingMessage, type Server } from 
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { longPoll } from '../../src/adapters/node.js';
-import { Broker, ConnectionLimiter, type MemoryEngine } from '../../src/index.js';
+import { Broker, ConnectionLimiter, MemoryEngine } from '../../src/index.js';
 import { PREFIX, startServer, type AdapterName, type AnyOptions, type TestServer } from '../support/servers.js';
 import { eventually } from './requests.js';
 
@@ -463,5 +463,32 @@ describe('event streams written straight to the socket, attacked', () => {
     // Whatever HEAD gets, no body bytes follow its head.
     expect(text.indexOf('\r\n\r\n') + 4).toBe(second === -1 ? text.length : second);
   });
+
+
+  it.each(['node', 'koa', 'fastify'] as AdapterName[])(
+    'writes nothing to a connection Node ended after the client half-closed it with bytes unread, and cuts it after sendTimeout (%s)',
+    async (adapter) => {
+      const { broker, limiter, server, port } = await start(adapter, { sendTimeout: 500 }, new MemoryEngine({ capacity: 8 }));
+      const clientErrors: unknown[] = [];
+      server.server.on('clientError', (error: Error & { code?: string }) => clientErrors.push(error.code ?? error.message));
+      let accepted: Socket | undefined;
+      server.server.on('connection', (socket: Socket) => (accepted = socket));
+      const client = await open(port, streamRequest('/quiet'), false);
+      await until(() => broker.stats().waiters === 1, 'the stream waits');
+      // Bytes wait in the process, fewer than the high-water mark: the stream still writes.
+      const payload = 'x'.repeat(1_000);
+      for (let i = 0; i < 50_000 && !(accepted!.writableLength > 0 && broker.stats().waiters === 1); i++) {
+        await broker.publish('quiet', payload);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(accepted!.writableLength, 'bytes wait in the process').toBeGreaterThan(0);
+      // The client half-closes: Node ends our side too (after what waits), so nothing more can go out.
+      client.socket.end();
+      await until(() => accepted!.writableEnded, 'Node ends the connection');
+      for (let i = 0; i < 3; i++) await broker.publish('quiet', payload);
+      await until(() => limiter.stats().total === 0, 'the lease is given back after sendTimeout', 3_000);
+      expect(clientErrors, 'no write after the end').toEqual([]);
+    },
+  );
 
 });
