@@ -4,19 +4,36 @@
  * responses with valid chunked bodies (every message once, in order, the terminating chunk after
  * the last event, a request after a stream on the same connection answered); a client that stops
  * reading holds no growing buffer, gets everything in order if it reads again, and is cut after
- * `sendTimeout`; clients that half-close or reset mid-burst cause no error and every lease and
- * waiter comes back; streams of different brokers in one process get their own bytes; a `write`
- * of the application's own (a wrapper on one response, a `ServerResponse` subclass given to
- * `createServer`) sees every byte.
+ * `sendTimeout` (over https too); clients that half-close or reset mid-burst cause no error and
+ * every lease and waiter comes back, and nothing is written to a connection Node ended after the
+ * client half-closed it; streams of different brokers in one process get their own bytes; a
+ * `write` of the application's own (a wrapper on one response, a `ServerResponse` subclass given
+ * to `createServer`) sees every byte; a one-byte high-water mark paces every write.
  */
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { longPoll } from '../../src/adapters/node.js';
 import { Broker, ConnectionLimiter, MemoryEngine } from '../../src/index.js';
 import { PREFIX, startServer, type AdapterName, type AnyOptions, type TestServer } from '../support/servers.js';
 import { eventually } from './requests.js';
+
+/** The openssl binary, to make a self-signed certificate for the https test, if there is one. */
+const openssl = ['/usr/bin/openssl', '/usr/local/bin/openssl', '/opt/homebrew/bin/openssl'].find((path) => {
+  try {
+    execFileSync(path, ['version'], { stdio: 'ignore', timeout: 2_000 });
+    return true;
+  } catch {
+    return false;
+  }
+});
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -490,5 +507,60 @@ describe('event streams written straight to the socket, attacked', () => {
       expect(clientErrors, 'no write after the end').toEqual([]);
     },
   );
+
+
+  it('paces a stream through a server whose high-water mark is a byte: every write waits for drain, all in order', async () => {
+    const { broker, port } = await nodeServer((handler) => createServer({ highWaterMark: 1 }, handler));
+    const client = await open(port, streamRequest('/room'));
+    await until(() => responses(client.bytes()).length === 1, 'the stream to start');
+    const expected = Array.from({ length: 200 }, (_, i) => ({ i, text: 'ü'.repeat(i) }));
+    for (const message of expected) void broker.publish('room', message);
+    await until(() => streamed(client).length === 200, 'every message');
+    expect(streamed(client)).toEqual(expected);
+  });
+
+  it.skipIf(!openssl)('streams over https in valid chunks, and cuts a TLS client that never reads after sendTimeout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sse-framed-'));
+    try {
+      execFileSync(openssl!, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore', timeout: 5_000 });
+      const tls = { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+      const broker = new Broker<unknown>();
+      const limiter = new ConnectionLimiter({ perClient: 100 });
+      brokers.push(broker);
+      const server = createHttpsServer(tls, longPoll(broker, { prefix: PREFIX, limiter, sendTimeout: 400 }));
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      servers.push({ close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) });
+      const port = (server.address() as { port: number }).port;
+      const secure = async (read: boolean): Promise<Raw> => {
+        const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+        socket.on('error', () => {});
+        sockets.push(socket);
+        const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+        await once(socket, 'secureConnect');
+        if (!read) socket.pause();
+        socket.write(streamRequest('/room'));
+        return { socket, bytes: () => Buffer.concat(chunks), closed };
+      };
+      const reader = await secure(true);
+      const stuck = await secure(false);
+      await until(() => broker.stats().waiters === 2, 'both streams wait');
+      const payload = 'p'.repeat(16 * 1024);
+      let sent = 0;
+      const deadline = performance.now() + 8_000;
+      while (limiter.stats().total !== 1 && performance.now() < deadline) {
+        for (let i = 0; i < 5; i++) void broker.publish('room', { n: sent++, payload });
+        await sleep(5);
+      }
+      expect(limiter.stats().total, 'the TLS client that reads nothing was cut').toBe(1);
+      await until(() => streamed(reader).length === sent, 'the reader gets everything', 5_000);
+      expect((streamed(reader) as { n: number }[]).map((message) => message.n)).toEqual(Array.from({ length: sent }, (_, n) => n));
+      stuck.socket.destroy();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 15_000);
 
 });
