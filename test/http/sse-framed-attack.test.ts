@@ -563,4 +563,28 @@ describe('event streams written straight to the socket, attacked', () => {
     }
   }, 15_000);
 
+
+  it.each(['node', 'fastify'] as AdapterName[])(
+    'ends a stream paused on a full socket when a request is pipelined behind it: events, zero chunk, answer, once the client reads (%s)',
+    async (adapter) => {
+      const { broker, port, released } = await start(adapter, { sendTimeout: 5_000 });
+      const client = await open(port, streamRequest('/flood'), false);
+      await until(() => broker.stats().waiters === 1, 'the stream waits');
+      const payload = 'q'.repeat(32 * 1024);
+      for (let i = 0; i < 300; i++) void broker.publish('flood', { i, payload });
+      await until(() => broker.stats().waiters === 0, 'the stream pauses');
+      await broker.publish('other', { poll: true });
+      client.socket.write(`GET ${PREFIX}/other?wait=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      await sleep(50);
+      client.socket.resume();
+      await until(() => responses(client.bytes())[1]?.complete === true, 'the poll is answered after the stream', 5_000);
+      const [stream, poll] = responses(client.bytes());
+      expect(stream!.complete).toBe(true);
+      const got = (dataOf(stream!.body) as { i: number }[]).map((message) => message.i);
+      expect(got).toEqual(Array.from({ length: got.length }, (_, i) => i));
+      expect(poll!.body.toString('utf8')).toContain('"poll":true');
+      await until(released, 'nothing held');
+    },
+  );
+
 });
