@@ -20,6 +20,8 @@ export interface ReadableBody {
 export interface NodeSocket {
   /** Whether the socket is destroyed. */
   readonly destroyed: boolean;
+  /** Whether it takes writes: not once ended (Node ends it when the client half-closes it). */
+  readonly writable: boolean;
   /** How many `cork()` calls are not undone yet. */
   readonly writableCorked: number;
   /** Adds a listener. */
@@ -102,6 +104,14 @@ function frameOf(chunk: Uint8Array): Uint8Array<ArrayBuffer> {
   return frame;
 }
 
+/**
+ * Node's own `write` of a response (`OutgoingMessage.prototype.write`), looked up on the first
+ * framed write: the bytes of a response whose `write` is another, wrapped by middleware
+ * (compression does) or overridden by a `ServerResponse` subclass given to `createServer`, must
+ * go through it.
+ */
+let nodeWrite: unknown;
+
 /** Hands what a turn wrote to a corked socket to the kernel, in one `writev`. */
 const uncork = (socket: NodeSocket): void => socket.uncork();
 
@@ -115,16 +125,24 @@ const uncork = (socket: NodeSocket): void => socket.uncork();
  *
  * Returns `undefined`, having written nothing, when the response is not Node's own chunked
  * response on a socket it owns: no socket yet (a pipelined response waiting its turn, whose
- * bytes Node buffers), not chunked (HTTP/1.0, HTTP/2), ended, or with a `write` of its own
- * (compression middleware wraps it: the bytes must go through it). The caller writes with
- * `response.write` then.
+ * bytes Node buffers), not chunked (HTTP/1.0, HTTP/2), ended, or with a `write` other than
+ * Node's (compression middleware wraps it, a subclass may override it: the bytes must go through
+ * it). The caller writes with `response.write` then. Returns `false`, having written nothing,
+ * when the socket takes no more writes (Node ended it after the client half-closed it): the
+ * caller waits as for a full buffer.
  *
  * Keeps the last frame until another chunk comes: at most one answer's events, whatever the
  * number of streams.
  */
 export function writeFramed(response: NodeResponse, chunk: Uint8Array): boolean | undefined {
   const { socket } = response;
-  if (!socket || response.chunkedEncoding !== true || response.writableEnded || Object.hasOwn(response, 'write')) return undefined;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- compared, never called
+  nodeWrite ??= process.getBuiltinModule('node:http').OutgoingMessage.prototype.write;
+  if (!socket || response.chunkedEncoding !== true || response.writableEnded || response.write !== nodeWrite) return undefined;
+  // Ended by Node after the client half-closed it, what waits still going out: a write now would
+  // be an error. As full: the stream waits, and its send clock cuts the connection unless the
+  // client reads the rest (the connection then closes, and the stream with it).
+  if (!socket.writable) return false;
   if (chunk.byteLength === 0) return true; // an empty chunk would end the body
   if (socket.writableCorked === 0) {
     socket.cork();
