@@ -57,7 +57,7 @@ export function renderSse(result) {
   lines.push(
     'longpoll-kit: Broker + longpoll-kit/node, N streams (`GET /channels/bench`, `Accept: text/event-stream`, resuming from the newest event id). ' +
       'Raw node:http: N responses held open in an array and one pre-serialised event written to each (bench/servers/raw-sse.js), the stream started and the event shaped as longpoll-kit\'s (`id:` a cursor, `event: message`, the message JSON), so the load generator reads the same bytes. ' +
-      'Events per second from the publish until the load generator (bench/sse-load.js: one node:net socket per stream, chunked decoding, every data JSON parsed) received the last; server CPU time over that window per event; heap and RSS per open stream after two forced collections, against the 50 streams of the warm-up. ' +
+      'Events per second from the publish until the load generator (bench/sse-load.js: one node:net socket per stream, chunked decoding, every data JSON parsed) received the last; server CPU time over that window per event; heap and RSS per open stream after two forced collections, against the 50 streams of the warm-up, which first takes 40 fanouts (so that the code of both systems is compiled). ' +
       `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, raw and longpoll-kit alternating, each turn fresh processes; medians` +
       (plan.bestOf && Object.keys(plan.bestOf).length > 0
         ? `; the fastest of ${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')} in each turn.`
