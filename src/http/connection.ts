@@ -1,9 +1,10 @@
 /**
- * The lifecycle of a request on Node's http server, which the node, express and koa adapters
- * share: when the connection no longer needs a request (its answer handed to the socket, or the
- * connection gone), when an unread answer has waited too long, and how a refused body is not
- * read. It is written against the shapes it uses rather than against `node:http`, so that
- * `src/http/` imports no framework and no Node module.
+ * The lifecycle of a request on Node's http server, which the node, express, koa and fastify
+ * adapters share: when the connection no longer needs a request (its answer handed to the
+ * socket, or the connection gone), when an unread answer has waited too long, how a refused body
+ * is not read, and how an event stream writes. It is written against the shapes it uses rather
+ * than against `node:http`, so that `src/http/` imports no framework and no Node module (the one
+ * function of Node's it compares against, {@link writeFramed} looks up when first called).
  */
 import { bytes } from '../poll.js';
 import type { PollResponse } from './answer.js';

@@ -34,6 +34,11 @@ const openssl = ['/usr/bin/openssl', '/usr/local/bin/openssl', '/opt/homebrew/bi
     return false;
   }
 });
+if (!openssl) {
+  // Debian has it in the base system; CI must not pass by skipping the https test.
+  if (process.env.CI === 'true') throw new Error('openssl is required under CI=true (for the https event-stream test)');
+  console.warn('\n!!! openssl not found: SKIPPING the https event-stream test. Install openssl to run it. !!!\n');
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
