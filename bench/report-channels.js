@@ -29,7 +29,7 @@ export function renderMany(result) {
       'The server publishes round-robin on every channel, the next message only once all polls are held again, so each publish wakes a quarter of the clients in both and every answer carries one message. ' +
       `Server CPU time (process.cpuUsage in the server process) over ${integer(plan.publishes)} publishes (${integer((plan.publishes * plan.clients) / 4)} answers) per turn, after ${plan.warmup} for warm-up, divided by the answers: ` +
       'writing each answer and reading and parking the re-poll that follows it. ' +
-      `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, the two turns alternating; medians. Answers per second are bounded by the load generator and are given for scale only.`,
+      `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, the two turns alternating${plan.pinned ? ', the server on CPU 0 and the load generator on CPU 1 (taskset)' : ''}; medians. Answers per second are bounded by the load generator and are given for scale only.`,
     '',
   );
   table(
@@ -58,7 +58,7 @@ export function renderSse(result) {
     'longpoll-kit: Broker + longpoll-kit/node, N streams (`GET /channels/bench`, `Accept: text/event-stream`, resuming from the newest event id). ' +
       'Raw node:http: N responses held open in an array and one pre-serialised event written to each (bench/servers/raw-sse.js), the stream started and the event shaped as longpoll-kit\'s (`id:` a cursor, `event: message`, the message JSON), so the load generator reads the same bytes. ' +
       'Events per second from the publish until the load generator (bench/sse-load.js: one node:net socket per stream, chunked decoding, every data JSON parsed) received the last; server CPU time over that window per event; heap and RSS per open stream after two forced collections, against the 50 streams of the warm-up, which first takes 40 fanouts (so that the code of both systems is compiled). ' +
-      `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, raw and longpoll-kit alternating, each turn fresh processes; medians` +
+      `${plan.rounds} round${plan.rounds === 1 ? '' : 's'}, raw and longpoll-kit alternating, each turn fresh processes${plan.pinned ? ' (the server on CPU 0, the load generator on CPU 1: taskset)' : ''}; medians` +
       (plan.bestOf && Object.keys(plan.bestOf).length > 0
         ? `; the fastest of ${Object.entries(plan.bestOf).map(([size, count]) => `${count} at N = ${integer(Number(size))}`).join(', ')} in each turn.`
         : '.') +

@@ -115,7 +115,7 @@ export function renderMarkdown(summary, context) {
     `Command: \`${context.command}\` · ${context.date} · ${context.seconds} s  `,
     `Machine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}  `,
     `Plan: ${plan.rounds} rounds, medians; turn order per round ${'raw, longpoll-kit, socket.io, raw, faye, express-longpoll'}; ` +
-      `each turn a fresh server process and a separate load-generator process on 127.0.0.1 (plain keep-alive HTTP/1.1 over node:net, bench/keep-alive-client.js)${context.pinned ? ', the server on CPU 0 and the load generator on CPU 1 (taskset), as in the many-channel and event-stream sections' : ''}. ` +
+      `each turn a fresh server process and a separate load-generator process on 127.0.0.1 (plain keep-alive HTTP/1.1 over node:net, bench/keep-alive-client.js). ` +
       'Ratios are against raw node:http from the same run. The machine is shared (2 cores, other work running), so compare ratios, not absolute figures; ' +
       'fanout rates are the noisiest figure, server CPU per response the steadiest.',
     '',

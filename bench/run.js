@@ -108,6 +108,7 @@ plan.many = quick ? { rounds: 1, clients: 400, publishes: 20, warmup: 5 } : { ro
 plan.sse = quick
   ? { rounds: 1, sizes: [1000] }
   : { rounds: 5, sizes: canHold15k ? [1000, 5000, 15_000] : [1000, 5000], bestOf: { 1000: 6, 5000: 6, 15_000: 6 } };
+plan.many.pinned = plan.sse.pinned = pinned;
 /** What the first measurements led to: kept in docs/benchmarks.md under every new run's figures. */
 const HISTORY = `
 ## What these measurements changed
@@ -264,7 +265,7 @@ if (only) {
   // Some sections only: printed and written to bench/results/only.*, never over a full run's files.
   const peers = runs('peers') ? `\n${renderMarkdown(summarise(turns, plan, history), context).replace(/^# .*\n/, '').trimEnd()}\n` : '';
   const engineSection = runs('engines') ? `\n## Engines: memory, Redis and PostgreSQL\n\n${engines}\n` : '';
-  const partial = `# Benchmarks: ${only.join(', ')}\n\nCommand: \`${command}\` · ${context.date} · ${context.seconds} s  \nMachine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}  \n${pinned ? 'Every server process on CPU 0 and every load generator on CPU 1 (taskset).' : 'Processes not pinned to CPUs.'}\n${peers}${engineSection}${streams}`;
+  const partial = `# Benchmarks: ${only.join(', ')}\n\nCommand: \`${command}\` · ${context.date} · ${context.seconds} s  \nMachine: ${machine.cpu}, ${machine.memory}, ${machine.os}, Node ${machine.node}  \n${pinned ? 'Many-channel polls and event streams: the server on CPU 0 and the load generator on CPU 1 (taskset).' : 'Processes not pinned to CPUs.'}\n${peers}${engineSection}${streams}`;
   writeFileSync(join(results, 'only.md'), partial);
   writeFileSync(join(results, 'only.json'), `${JSON.stringify({ context, turns, history, engines, many, sse }, null, 2)}\n`);
   console.log(`\n${partial}`);

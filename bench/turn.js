@@ -31,13 +31,18 @@ export const pinned =
   })();
 
 /**
- * A node child with an IPC channel and a raised open-file limit (set in the same shell); when
- * {@link pinned}, on CPU 0 (`role` 'server') or CPU 1 (`'load'`).
+ * A node child with an IPC channel and a raised open-file limit (set in the same shell); given a
+ * `role` and when {@link pinned}, on CPU 0 (`'server'`) or CPU 1 (`'load'`). The many-channel
+ * and event-stream sections pin their processes; the peers section does not: pinned, the
+ * publish→receipt latency and the steady state of every system got worse (2026-12-01, raw
+ * node:http's steady state 61,300 messages/s unpinned, 29,600 pinned; longpoll-kit's latency
+ * 1.27x raw unpinned, 1.30x and 1.42x in two pinned runs), as a poll's round trip then always
+ * crosses CPUs.
  * @param {string[]} args
- * @param {'server' | 'load'} role
+ * @param {'server' | 'load'} [role]
  */
 export function spawnNode(args, role) {
-  const pin = pinned ? `taskset -c ${role === 'server' ? 0 : 1} ` : '';
+  const pin = pinned && role ? `taskset -c ${role === 'server' ? 0 : 1} ` : '';
   const command = `ulimit -n ${FILES} && exec ${pin}"${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`;
   return spawn('bash', ['-c', command], { cwd: here, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 }
@@ -70,7 +75,7 @@ const percentile = (values, p) => {
  */
 export async function runTurn(system, plan, options = {}) {
   const serverArgs = ['--expose-gc', ...(options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : []), 'server.js', system];
-  const server = spawnNode(serverArgs, 'server');
+  const server = spawnNode(serverArgs);
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let load;
   try {
@@ -78,7 +83,7 @@ export async function runTurn(system, plan, options = {}) {
     const askServer = asker(server, `${system} server`);
     const port = await askServer('port');
     const connections = Math.max(...plan.sizes, plan.steadyClients) + 300;
-    load = spawnNode(['load.js', system, String(port), String(connections)], 'load');
+    load = spawnNode(['load.js', system, String(port), String(connections)]);
     await whenReady(load, `${system} load generator`);
     const askLoad = asker(load, `${system} load generator`);
 
