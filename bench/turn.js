@@ -33,11 +33,11 @@ export const pinned =
 /**
  * A node child with an IPC channel and a raised open-file limit (set in the same shell); given a
  * `role` and when {@link pinned}, on CPU 0 (`'server'`) or CPU 1 (`'load'`). The many-channel
- * and event-stream sections pin their processes; the peers section does not: pinned, the
- * publish→receipt latency and the steady state of every system got worse (2026-12-01, raw
- * node:http's steady state 61,300 messages/s unpinned, 29,600 pinned; longpoll-kit's latency
- * 1.27x raw unpinned, 1.30x and 1.42x in two pinned runs), as a poll's round trip then always
- * crosses CPUs.
+ * and event-stream sections pin their processes; the peers section keeps them unpinned, as in
+ * every run before, so that its figures compare with those: pinning it changed neither its
+ * latency nor its steady state beyond their noise (2026-12-01: longpoll-kit's latency 1.30x and
+ * 1.42x raw in two pinned runs, 1.39x unpinned; raw's steady state 29,600 and 28,500
+ * messages/s).
  * @param {string[]} args
  * @param {'server' | 'load'} [role]
  */
