@@ -121,7 +121,7 @@ const uncork = (socket: NodeSocket): void => socket.uncork();
  * Node's `response.write` hands the socket four pieces per chunk (its size, CRLF, the bytes,
  * CRLF), each through the socket's stream machinery, and every stream a publish wakes on one
  * channel writes the same chunk, which is framed here once for all of them: 1.2-1.4x less CPU
- * per chunk written, 1.7-2.0x for ten chunks in one turn (bench/micro/sse-framed.js). Like Node,
+ * per chunk written, 1.7-2.2x for ten chunks in one turn (bench/micro/sse-framed.js). Like Node,
  * it corks the socket until the next tick, so what one turn writes goes out in one `writev`.
  *
  * Returns `undefined`, having written nothing, when the response is not Node's own chunked
