@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Broker, ConnectionLimiter, MemoryEngine } from '../../src/index.js';
 import { ADAPTERS, PREFIX, startServer, type AnyOptions, type TestServer } from '../support/servers.js';
 import { openStream } from './events.js';
-import { eventually, expectProblem, send, until } from './requests.js';
+import { eventually, expectProblem, fillUntilBytesWait, send, until } from './requests.js';
 
 setFlagsFromString('--expose-gc');
 /** A full collection, as `--expose-gc` gives it, in a worker started without the flag. */
@@ -204,11 +204,7 @@ describe.each(ADAPTERS)('hostile event stream clients, %s adapter', (adapter) =>
     await until(() => broker.stats().waiters === 1, 'the stream waits');
     // Small messages until the kernel's buffers are full and some bytes wait in the process,
     // while the stream, not yet over its high-water mark, waits for the next message.
-    const payload = 'x'.repeat(1_000);
-    for (let i = 0; i < 50_000 && !(accepted!.writableLength > 0 && broker.stats().waiters === 1); i++) {
-      await broker.publish('quiet', payload);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    await fillUntilBytesWait(broker, 'quiet', accepted!);
     expect(accepted!.writableLength, 'bytes wait in the process').toBeGreaterThan(0);
     await broker.close();
     // The stream ended, but its end cannot be handed to the socket: the send clock still runs.

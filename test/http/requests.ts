@@ -102,3 +102,20 @@ export async function eventually(check: () => boolean, within: number): Promise<
 export async function until(check: () => boolean, what: string): Promise<void> {
   expect(await eventually(check, 2_000), what).toBe(true);
 }
+
+/**
+ * Publishes 1 KB messages on `channel` of `broker` until some of a stream's bytes wait in the
+ * process (`socket.writableLength > 0`: the kernel's buffers are full) while the stream, not yet
+ * over its high-water mark, waits for the next message (one waiter). Bounded: 50,000 messages.
+ */
+export async function fillUntilBytesWait(
+  broker: { publish(channel: string, data: string): Promise<unknown>; stats(): { waiters: number } },
+  channel: string,
+  socket: { readonly writableLength: number },
+): Promise<void> {
+  const payload = 'x'.repeat(1_000);
+  for (let i = 0; i < 50_000 && !(socket.writableLength > 0 && broker.stats().waiters === 1); i++) {
+    await broker.publish(channel, payload);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}

@@ -23,7 +23,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { longPoll } from '../../src/adapters/node.js';
 import { Broker, ConnectionLimiter, MemoryEngine } from '../../src/index.js';
 import { PREFIX, startServer, type AdapterName, type AnyOptions, type TestServer } from '../support/servers.js';
-import { eventually } from './requests.js';
+import { eventually, fillUntilBytesWait } from './requests.js';
 
 /** The openssl binary, to make a self-signed certificate for the https test, if there is one. */
 const openssl = ['/usr/bin/openssl', '/usr/local/bin/openssl', '/opt/homebrew/bin/openssl'].find((path) => {
@@ -498,16 +498,12 @@ describe('event streams written straight to the socket, attacked', () => {
       const client = await open(port, streamRequest('/quiet'), false);
       await until(() => broker.stats().waiters === 1, 'the stream waits');
       // Bytes wait in the process, fewer than the high-water mark: the stream still writes.
-      const payload = 'x'.repeat(1_000);
-      for (let i = 0; i < 50_000 && !(accepted!.writableLength > 0 && broker.stats().waiters === 1); i++) {
-        await broker.publish('quiet', payload);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      await fillUntilBytesWait(broker, 'quiet', accepted!);
       expect(accepted!.writableLength, 'bytes wait in the process').toBeGreaterThan(0);
       // The client half-closes: Node ends our side too (after what waits), so nothing more can go out.
       client.socket.end();
       await until(() => accepted!.writableEnded, 'Node ends the connection');
-      for (let i = 0; i < 3; i++) await broker.publish('quiet', payload);
+      for (let i = 0; i < 3; i++) await broker.publish('quiet', 'x'.repeat(1_000));
       await until(() => limiter.stats().total === 0, 'the lease is given back after sendTimeout', 3_000);
       expect(clientErrors, 'no write after the end').toEqual([]);
     },
