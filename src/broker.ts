@@ -755,7 +755,7 @@ export class Broker<T = JsonValue> extends BrokerEmitter<T> {
           // Read to its end (fewer than the limit): a poll whose ticket takes answer after answer
           // (an event stream) stays held at the batch's cursor, its wait started over, with no
           // poll to read and hold it again (a publish to 1,000 streams, until all are held again:
-          // 3.3-3.7x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the
+          // 2.9-3.7x less CPU, bench/micro/stream-keep.js). A publish during this drain makes the
           // channel dirty: the next round reads it from there.
           const keep = batch.messages.length < limit;
           let answered = 0;

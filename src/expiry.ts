@@ -86,7 +86,6 @@ export class ExpiryList {
     if (this.lists.get(this.duration) === this) this.lists.delete(this.duration);
   }
 
-  /** Expires every entry that is due, then waits for the next one. */
   /** `item`, on this list, expires a whole duration from now: its wait starts over. */
   renew(item: Expiring): void {
     this.#unlink(item);
@@ -102,6 +101,7 @@ export class ExpiryList {
     item.previous = item.next = item.list = undefined;
   }
 
+  /** Expires every entry that is due, then waits for the next one. */
   readonly #fire = (): void => {
     this.#timer = undefined;
     // A timer may fire up to a millisecond before its entry is due by this clock.

@@ -120,8 +120,8 @@ const uncork = (socket: NodeSocket): void => socket.uncork();
  * Writes `chunk` to an open chunked response as one HTTP/1.1 chunk, straight to its socket.
  * Node's `response.write` hands the socket four pieces per chunk (its size, CRLF, the bytes,
  * CRLF), each through the socket's stream machinery, and every stream a publish wakes on one
- * channel writes the same chunk, which is framed here once for all of them: 1.2-1.4x less CPU
- * per chunk written, 1.7-2.2x for ten chunks in one turn (bench/micro/sse-framed.js). Like Node,
+ * channel writes the same chunk, which is framed here once for all of them: 1.2x less CPU per
+ * chunk written, 1.8-2.2x for ten chunks in one turn (bench/micro/sse-framed.js). Like Node,
  * it corks the socket until the next tick, so what one turn writes goes out in one `writev`.
  *
  * Returns `undefined`, having written nothing, when the response is not Node's own chunked
